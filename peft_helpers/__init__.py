@@ -1,0 +1,28 @@
+"""Parameter-efficient fine-tuning of a causal LM for summarization, three ways.
+
+- Prompt tuning: learned soft-prompt vectors, model frozen (Lester et al. 2021).
+- Last-layer fine-tuning: only the LM head (or the last k blocks) trains.
+- LoRA: low-rank updates beside frozen weight matrices (Hu et al. 2021).
+
+Modules, in reading order: ``config`` (profiles), ``methods`` (the three
+methods), ``data`` (models, data, tokenization), ``training`` (one loop for
+all), ``evaluation`` (generation, ROUGE), ``results`` (files),
+``experiment`` (one call per notebook step), ``report`` (table, plots, PDF).
+"""
+
+from .config import (
+    METHODS, PROFILES, TRAINED_METHODS, ConfigError, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
+    PromptTuningConfig, TrainConfig, get_profile, hub_reachable,
+)
+from .data import (
+    DataError, HubUnavailableError, TrainCollator, clean_rows, clean_text, encode_example, load_model,
+    load_splits, load_tokenizer,
+)
+from .evaluation import generate_summaries, greedy_reference, merged, rouge_per_example, rouge_summary
+from .experiment import Setup, build_model, describe, prepare, run_method
+from .methods import (
+    AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, applied_method, fingerprint,
+    load_lora_adapter, merge_lora, parameter_report, prepare_last_layer, save_lora_adapter, unmerge_lora,
+)
+from .results import ResultsError, load_results
+from .training import evaluate_loss, model_logits, summary_loss, train

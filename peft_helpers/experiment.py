@@ -1,0 +1,183 @@
+"""One call per notebook step: prepare data, build a method's model, train, evaluate, write results."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Profile, check_method
+from .data import check_context, load_model, load_splits, load_tokenizer, tokenize_splits
+from .evaluation import generate_summaries, rouge_summary
+from .methods import (
+    add_lora, add_soft_prompt, load_lora_adapter, load_weights, parameter_report, prepare_last_layer,
+    save_lora_adapter, save_weights,
+)
+from .results import (
+    atomic_write_csv, atomic_write_json, atomic_write_jsonl, load_results, results_dir,
+)
+from .training import evaluate_loss, train
+
+BASE_NAMES = {"gpt2": "gpt2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-gpt2": "tiny-gpt2"}
+
+
+@dataclass
+class Setup:
+    """What every notebook starts from: the profile, its tokenizer and its tokenized splits."""
+
+    profile: Profile
+    tokenizer: object
+    splits: object  # datasets.DatasetDict with prompt_ids / target_ids
+    data_report: dict
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare(profile: Profile) -> Setup:
+    """Tokenizer and cleaned, tokenized splits for ``profile``."""
+    tokenizer = load_tokenizer(profile)
+    splits, report = load_splits(profile)
+    return Setup(profile, tokenizer, tokenize_splits(splits, tokenizer, profile), report)
+
+
+def describe(setup: Setup) -> dict:
+    """Profile, model, split sizes and device, as the first output of every notebook shows them."""
+    p = setup.profile
+    return {"profile": p.name, "model": BASE_NAMES[p.model], "dataset": p.dataset,
+            "train/val/test": f"{len(setup.splits['train'])}/{len(setup.splits['validation'])}/{len(setup.splits['test'])}",
+            "device": str(device()), "torch": torch.__version__}
+
+
+def method_settings(profile: Profile, method: str):
+    check_method(method)
+    return {"zero_shot": None, "prompt_tuning": profile.prompt_tuning, "last_layer": profile.last_layer,
+            "last_blocks": profile.last_blocks, "lora": profile.lora}[method]
+
+
+def build_model(setup: Setup, method: str) -> nn.Module:
+    """A freshly loaded base model with ``method`` applied (frozen, trainable parts marked)."""
+    profile, settings = setup.profile, method_settings(setup.profile, method)
+    model = load_model(profile, setup.tokenizer)
+    check_context(profile, model.config, settings.n_tokens if method == "prompt_tuning" else 0)
+    if method == "prompt_tuning":
+        model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed)
+    elif method in ("last_layer", "last_blocks"):
+        prepare_last_layer(model, settings.n_blocks)
+    elif method == "lora":
+        add_lora(model, settings)
+    else:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model.to(device())
+
+
+def config_hash(profile: Profile, method: str) -> str:
+    payload = json.dumps({"profile": profile.to_dict(), "method": method}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def environment() -> dict:
+    """Library versions and hardware, recorded with every result."""
+    import accelerate
+    import datasets
+    import transformers
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "datasets": datasets.__version__,
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": platform.processor()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_memory_mib() -> float:
+    """Peak GPU memory allocated (GPU) or peak resident memory of this process (CPU), in MiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def adapter_path(folder: Path, method: str) -> Path:
+    return folder / "adapter" if method == "lora" else folder / "adapter" / f"{method}.safetensors"
+
+
+def load_trained(model: nn.Module, folder: Path, method: str) -> None:
+    if method == "lora":
+        load_lora_adapter(model, adapter_path(folder, method))
+    elif method != "zero_shot":
+        load_weights(model, adapter_path(folder, method))
+
+
+def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
+               root: str | Path = "results", checkpoints: str | Path = "checkpoints") -> dict:
+    """Train (unless zero-shot) and evaluate ``model``; write and return the results.
+
+    Results for the same profile and method settings are reused (and the
+    trained weights loaded into ``model``) unless ``retrain`` is true.
+    """
+    profile = setup.profile
+    folder = results_dir(profile.name, method, root)
+    digest = config_hash(profile, method)
+    if not retrain and (folder / "metrics.json").exists():
+        try:
+            saved = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}
+        if saved.get("hash") == digest:
+            load_trained(model, folder, method)
+            print(f"reusing finished results in {folder} (pass retrain=True to train again)")
+            return load_results(profile.name, method, root)
+    params = parameter_report(model)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
+    if method != "zero_shot":
+        lr = method_settings(profile, method).lr
+        history, stats = train(model, setup.splits, setup.pad_id, profile.train, lr, profile.seed,
+                               Path(checkpoints) / profile.name / method, digest)
+    train_peak = peak_memory_mib()
+    batch = profile.train.batch_size
+    val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
+    test_loss = evaluate_loss(model, setup.splits["test"], setup.pad_id, batch, desc="test loss")
+    started = time.perf_counter()
+    predictions = generate_summaries(model, setup.tokenizer, setup.splits["test"], profile.generation,
+                                     desc=f"generating ({method})")
+    generation_s = time.perf_counter() - started
+    rouge = rouge_summary([p["prediction"] for p in predictions], [p["reference"] for p in predictions],
+                          seed=profile.seed)
+    new_tokens = sum(p["new_tokens"] for p in predictions)
+    metrics = {
+        "method": method, "profile": profile.name, "eval_loss": val_loss, "test_loss": test_loss,
+        "rouge": rouge, "trainable_params": params["trainable"], "total_params": params["total"],
+        "trainable_percent": params["percent"], **stats, "peak_memory_mib": round(train_peak, 1),
+        "generation_s": round(generation_s, 2), "generated_tokens_per_s": round(new_tokens / generation_s, 1),
+        "mean_new_tokens": new_tokens / len(predictions),
+        "hit_cap": sum(p["hit_cap"] for p in predictions), "n_test": len(predictions),
+    }
+    if method == "lora":
+        save_lora_adapter(model, adapter_path(folder, method), profile.lora, BASE_NAMES[profile.model])
+    elif method != "zero_shot":
+        save_weights(model, adapter_path(folder, method))
+    config = {"hash": digest, "method": method, "method_settings": dataclasses.asdict(method_settings(profile, method))
+              if method != "zero_shot" else None, "profile": profile.to_dict(), "environment": environment()}
+    atomic_write_json(config, folder / "config.json")
+    if history is not None:
+        atomic_write_csv(history, folder / "history.csv")
+    atomic_write_jsonl(predictions, folder / "predictions.jsonl")
+    atomic_write_json(metrics, folder / "metrics.json")  # last: its presence marks a finished run
+    return {"metrics": metrics, "config": config, "history": history, "predictions": predictions}

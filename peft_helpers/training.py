@@ -1,0 +1,240 @@
+"""One training loop for every method, on ``accelerate``.
+
+AdamW over the trainable parameters only, linear warm-up and decay, gradient
+clipping, gradient accumulation, validation loss at a fixed cadence, early
+stopping that keeps the best weights, a checkpoint each epoch (safetensors,
+resumable), mixed precision on GPU.
+
+The loss runs the LM head only at the positions that have a label (the
+summary and eos): the head over document positions is wasted work and its
+B x T x V logits would dominate memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import TrainCollator
+from .methods import SoftPromptModel, load_trainable_state, trainable_state
+from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
+
+
+def language_model(model: nn.Module) -> nn.Module:
+    """The Hugging Face causal LM inside ``model`` (itself, or inside a soft-prompt wrapper)."""
+    return model.model if isinstance(model, SoftPromptModel) else model
+
+
+def embed_inputs(model: nn.Module, input_ids, attention_mask, labels=None):
+    """Input embeddings (with the soft prompt in front, if any), mask and labels."""
+    lm = language_model(model)
+    embeds = lm.get_input_embeddings()(input_ids)  # (B, T, d)
+    if isinstance(model, SoftPromptModel):
+        return model.prepend(embeds, attention_mask, labels)
+    return embeds, attention_mask, labels
+
+
+def summary_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over labelled positions, and their count."""
+    lm = language_model(model)
+    embeds, mask, labels = embed_inputs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    hidden = lm.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]  # position t predicts token t+1
+    keep = targets != -100  # (B, T-1)
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V), N = labelled tokens
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, keep.sum()
+
+
+def model_logits(model: nn.Module, input_ids, attention_mask=None) -> torch.Tensor:
+    """Full logits over the real token positions (the soft prompt's are dropped): (B, T, V)."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    lm = language_model(model)
+    embeds, mask, _ = embed_inputs(model, input_ids, attention_mask)
+    logits = lm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
+    return logits[:, logits.shape[1] - input_ids.shape[1]:]
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, device=None, desc="eval loss") -> float:
+    """Token-weighted mean cross-entropy over the summary tokens (and eos) of ``dataset``."""
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=TrainCollator(pad_id))
+    total, count = 0.0, 0
+    for batch in tqdm(loader, desc=desc, leave=False):
+        loss, n = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
+        total, count = total + loss.item(), count + n.item()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def pick_precision(precision: str) -> str:
+    """accelerate's mixed_precision for a setting: auto -> bf16 (or fp16) on GPU, no on CPU."""
+    if precision == "fp32":
+        return "no"
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"  # CPUs without AMX/AVX512-BF16 run bf16 slower than fp32
+
+
+def make_accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # a notebook may train several methods in one process
+    return Accelerator(mixed_precision=pick_precision(config.precision),
+                       gradient_accumulation_steps=config.grad_accum)
+
+
+def linear_schedule(optimizer, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float, seed: int = 0,
+          checkpoint_dir: str | Path | None = None, config_hash: str = "") -> tuple[pd.DataFrame, dict]:
+    """Train the parameters of ``model`` that require grad; returns (history, stats).
+
+    ``splits`` needs tokenized ``train`` and ``validation``. With a
+    ``checkpoint_dir``, the state is saved after each epoch and a run with
+    the same ``config_hash`` resumes from it. On return the model holds the
+    weights with the best validation loss.
+    """
+    accelerator = make_accelerator(config)
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; apply a method (soft prompt, LoRA, last layer) first.")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
+    updates_per_epoch = math.ceil(per_epoch / config.grad_accum)
+    total = updates_per_epoch * config.epochs
+    scheduler = linear_schedule(optimizer, round(config.warmup_ratio * total), total)
+    device = accelerator.device
+    model.to(device)  # one process; accelerate handles precision, accumulation and the optimizer
+    optimizer = accelerator.prepare(optimizer)
+    eval_points = {round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
+
+    state = {"epoch": 0, "update": 0, "history": [], "best": math.inf, "since_best": 0, "train_time": 0.0,
+             "tokens": 0, "stopped_early": False, "hash": config_hash}
+    best_weights = trainable_state(model)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if ckpt and (ckpt / "state.json").exists():
+        saved = json.loads((ckpt / "state.json").read_text())
+        if saved.get("hash") == config_hash:
+            tensors = read_safetensors(ckpt / "last.safetensors")
+            load_trainable_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            _restore_optimizer(optimizer.optimizer, tensors, saved.pop("optimizer"))
+            best_weights = read_safetensors(ckpt / "best.safetensors")
+            state = saved
+            for _ in range(state["update"]):
+                scheduler.step()
+            print(f"resuming from {ckpt} after epoch {state['epoch']} ({state['update']} updates)")
+
+    def evaluate(epoch_float: float, train_loss: float) -> None:
+        eval_loss = evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device)
+        state["history"].append({"step": state["update"], "epoch": round(epoch_float, 3), "train_loss": train_loss,
+                                 "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
+                                 "elapsed": round(state["train_time"], 2)})
+        if eval_loss < state["best"] - 1e-6:
+            state["best"], state["since_best"] = eval_loss, 0
+            best_weights.update(trainable_state(model))
+        else:
+            state["since_best"] += 1
+
+    if state["epoch"] == 0 and not state["history"]:
+        evaluate(0.0, float("nan"))  # the starting point of the loss curve
+    collate = TrainCollator(pad_id)
+    bar = tqdm(total=per_epoch * config.epochs, initial=per_epoch * state["epoch"], desc="training")
+    while state["epoch"] < config.epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        model.train()
+        order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
+        losses, started = [], time.perf_counter()
+        for i in range(per_epoch):
+            rows = [splits["train"][j] for j in order[i * config.batch_size:(i + 1) * config.batch_size]]
+            batch = {k: v.to(device) for k, v in collate(rows).items()}
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss_sum, count = summary_loss(model, batch)
+                    loss = loss_sum / count.clamp(min=1)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                    state["update"] += 1
+            losses.append(loss.item())
+            state["tokens"] += int(batch["attention_mask"].sum())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", best_eval=f"{state['best']:.3f}")
+            if i + 1 in eval_points:
+                state["train_time"] += time.perf_counter() - started
+                evaluate(epoch + (i + 1) / per_epoch, sum(losses) / len(losses))
+                losses, started = [], time.perf_counter()
+                model.train()
+                if state["since_best"] >= config.patience:
+                    state["stopped_early"] = True
+                    break
+        state["epoch"] = epoch + 1
+        if ckpt:
+            _save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
+    bar.close()
+    load_trainable_state(model, best_weights)
+    model.eval()
+    history = pd.DataFrame(state["history"])
+    stats = {"train_time_s": round(state["train_time"], 2), "train_tokens": state["tokens"],
+             "tokens_per_s": round(state["tokens"] / max(state["train_time"], 1e-9), 1),
+             "updates": state["update"], "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
+             "best_eval_loss": state["best"], "mixed_precision": accelerator.mixed_precision,
+             "device": str(device)}
+    return history, stats
+
+
+def _save_checkpoint(folder: Path, model, optimizer, best_weights, state) -> None:
+    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    opt_tensors, groups = _optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    atomic_write_safetensors(tensors, folder / "last.safetensors")
+    atomic_write_safetensors(best_weights, folder / "best.safetensors")
+    atomic_write_json({**state, "optimizer": groups}, folder / "state.json")
