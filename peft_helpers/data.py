@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
 
-from .config import ConfigError, Profile
+from .config import ConfigError, Profile, hub_reachable
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CNNDM = ("abisee/cnn_dailymail", "3.0.0")
@@ -41,11 +41,19 @@ def package_folder(name: str, pip_name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def _hub_error(what: str, err: Exception) -> HubUnavailableError:
+def _hub_error(what: str, err: Exception | str) -> HubUnavailableError:
+    reason = err if isinstance(err, str) else f"{type(err).__name__}: {str(err)[:200]}"
     return HubUnavailableError(
-        f"could not fetch {what} from the Hugging Face hub ({type(err).__name__}: {str(err)[:200]}). "
+        f"could not fetch {what} from the Hugging Face hub ({reason}). "
         "The gpt2-cnndm profile needs a network; offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
     )
+
+
+def _require_hub(what: str) -> None:
+    """Fail in seconds, not after minutes of client retries, when the hub cannot answer."""
+    online, why = hub_reachable()
+    if not online:
+        raise _hub_error(what, why)
 
 
 # ---------------------------------------------------------------------------
@@ -58,6 +66,7 @@ def load_tokenizer(profile: Profile):
     from transformers import AutoTokenizer
 
     if profile.model == "gpt2":
+        _require_hub("the gpt2 tokenizer")
         try:
             tokenizer = AutoTokenizer.from_pretrained("gpt2")
         except OSError as err:
@@ -91,6 +100,7 @@ def load_model(profile: Profile, tokenizer=None):
     from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
     if profile.model == "gpt2":
+        _require_hub("the gpt2 checkpoint")
         try:
             model = AutoModelForCausalLM.from_pretrained("gpt2")
         except OSError as err:
@@ -191,6 +201,7 @@ def load_splits(profile: Profile) -> tuple[DatasetDict, dict]:
     elif profile.dataset == "cnn_dailymail":
         from datasets import load_dataset
 
+        _require_hub(f"the {CNNDM[0]} dataset")
         try:
             hub = load_dataset(*CNNDM)
         except Exception as err:  # datasets raises many types when offline

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -164,8 +165,10 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
             _restore_optimizer(optimizer.optimizer, tensors, saved.pop("optimizer"))
             best_weights = read_safetensors(ckpt / "best.safetensors")
             state = saved
-            for _ in range(state["update"]):
-                scheduler.step()
+            with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(state["update"]):
+                    scheduler.step()
             print(f"resuming from {ckpt} after epoch {state['epoch']} ({state['update']} updates)")
 
     def evaluate(epoch_float: float, train_loss: float) -> None:

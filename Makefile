@@ -1,0 +1,31 @@
+# One command each for a fresh machine: `make run` (the main job) and `make test` (the tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+
+.PHONY: setup run test unit nbval clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-offline.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-offline.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# All five notebooks top to bottom, then report/report.pdf (PROFILE=auto|smollm2-aclsum|gpt2-cnndm|smoke).
+run: setup
+	$(PY) -m peft_helpers.run_notebooks --profile $(PROFILE)
+
+# Unit tests, then the notebooks under nbval in the smoke profile.
+test: setup
+	PEFT_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval -p no:cacheprovider
+
+unit: setup
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf results/smoke checkpoints/smoke

@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny GPT-2 (Conv1D) and tiny Llama (nn.Linear) models, CPU, seconds each."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peft_helpers import get_profile, load_tokenizer  # noqa: E402
+from peft_helpers.data import tiny_gpt2_config  # noqa: E402
+
+VOCAB = 101
+
+
+def make_gpt2(seed: int = 0, vocab: int = VOCAB) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = tiny_gpt2_config(vocab, n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def make_llama(seed: int = 0, vocab: int = VOCAB) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=True, bos_token_id=vocab - 1, eos_token_id=vocab - 1,
+                         pad_token_id=vocab - 1)
+    return LlamaForCausalLM(config).eval()
+
+
+MAKERS = {"gpt2": make_gpt2, "llama": make_llama}
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def make_model(request):
+    return MAKERS[request.param]
+
+
+def toy_batch(seed: int = 1, batch: int = 3, length: int = 12, prompt: int = 7, vocab: int = VOCAB):
+    """A right-padded batch whose labels cover positions prompt..length of each row (last row shorter)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab - 1, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[-1, length - 3:] = 0
+    ids[-1, length - 3:] = vocab - 1
+    labels = ids.clone()
+    labels[:, :prompt] = -100
+    labels[mask == 0] = -100
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return load_tokenizer(get_profile("smoke"))

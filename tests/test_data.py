@@ -1,0 +1,116 @@
+"""Data: truncation keeps the separator, summary and eos; labels are -100 exactly on prompt and padding."""
+
+import json
+
+import pytest
+import torch
+
+from peft_helpers import ConfigError, DataError, TrainCollator, clean_rows, clean_text, encode_example, get_profile
+from peft_helpers.data import aclsum_rows, check_context, cnndm_rows, left_pad, load_splits, tokenize_splits
+from datasets import Dataset, DatasetDict
+
+SEP = "\nTL;DR:"
+
+
+def test_long_document_never_cuts_summary_separator_or_eos(tokenizer):
+    document, summary = "word " * 500, "The method works well."
+    out = encode_example(tokenizer, document, summary, max_doc=32, max_summary=64, separator=SEP)
+    sep = tokenizer(SEP, add_special_tokens=False)["input_ids"]
+    assert len(out["prompt_ids"]) == 32 + len(sep)
+    assert out["prompt_ids"][-len(sep):] == sep
+    assert tokenizer.decode(out["target_ids"][:-1]) == " " + summary
+    assert out["target_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_long_summary_is_capped_but_keeps_eos(tokenizer):
+    out = encode_example(tokenizer, "short doc", "long " * 200, max_doc=32, max_summary=10, separator=SEP)
+    assert len(out["target_ids"]) == 11 and out["target_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_labels_are_ignored_exactly_on_prompt_and_padding_by_position():
+    eos = 7  # pad == eos, as for GPT-2: masking by id would also hide the real eos
+    rows = [{"prompt_ids": [1, 2, 3], "target_ids": [4, eos]}, {"prompt_ids": [1], "target_ids": [5, 6, eos]}]
+    batch = TrainCollator(pad_id=eos)(rows)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, eos], [1, 5, 6, eos, eos]]
+    assert batch["labels"].tolist() == [[-100, -100, -100, 4, eos], [-100, 5, 6, eos, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+
+
+def test_left_pad_for_generation():
+    ids, mask = left_pad([[1, 2, 3], [4]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_cleaning_removes_control_characters_and_bad_bytes():
+    assert clean_text("a\x00b\x07  c\u200b d\r\n e") == "a b c d e"
+    assert clean_text(b"caf\xc3\xa9 \xff ok") == "café \ufffd ok"
+    assert clean_text("e\u0301") == "é"  # NFC
+    assert clean_text(None) == ""
+
+
+def test_empty_rows_are_dropped_and_counted():
+    rows = [{"id": 1, "document": "doc", "summary": "sum"}, {"id": 2, "document": "  \t ", "summary": "s"},
+            {"id": 3, "document": "d", "summary": "\n"}, {"id": 4, "document": "\x00", "summary": "s"}]
+    kept, dropped = clean_rows(rows)
+    assert [r["id"] for r in kept] == ["1"]
+    assert dropped == {"empty document": 2, "empty summary": 1}
+
+
+def test_cnndm_schema_and_missing_columns(tokenizer):
+    table = [{"id": "a1", "article": "LONDON (CNN) -- A story.\x0b", "highlights": "Point one .\nPoint two ."}]
+    rows = cnndm_rows(table)
+    kept, _ = clean_rows(rows)
+    assert kept == [{"id": "a1", "document": "LONDON (CNN) -- A story.", "summary": "Point one . Point two ."}]
+    profile = get_profile("gpt2-cnndm")
+    encoded = tokenize_splits(DatasetDict({"test": Dataset.from_list(kept)}), tokenizer, profile)
+    assert encoded["test"][0]["target_ids"][-1] == tokenizer.eos_token_id
+    with pytest.raises(DataError, match="highlights"):
+        cnndm_rows([{"id": "a", "article": "x"}])
+
+
+def test_aclsum_files_are_read_as_document_and_summary(tmp_path):
+    record = {"id": "P1", "summary": {"challenge": "C.", "approach": "A.", "outcome": "O."},
+              "sentences": {"abstract": ["First .", "Second ."], "introduction": [], "conclusion": []}}
+    (tmp_path / "train.jsonl").write_text(json.dumps(record) + "\n")
+    assert aclsum_rows("train", tmp_path) == [{"id": "P1", "document": "First . Second .", "summary": "C. A. O."}]
+    (tmp_path / "val.jsonl").write_text(json.dumps({"id": "x", "title": "t"}) + "\n")
+    with pytest.raises(DataError, match="lacks column"):
+        aclsum_rows("val", tmp_path)
+
+
+def test_real_aclsum_splits_have_the_design_sizes():
+    splits, report = load_splits(get_profile("smollm2-aclsum"))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 100, "validation": 50, "test": 100}
+    assert all(r["dropped"] == {} for r in report.values())
+
+
+def test_context_overflow_is_a_clear_error():
+    profile = get_profile("gpt2-cnndm")
+
+    class Small:
+        n_positions = 512
+
+    with pytest.raises(ConfigError, match="context overflow"):
+        check_context(profile, Small(), n_virtual=20)
+    check_context(profile, type("GPT2", (), {"n_positions": 1024})(), n_virtual=20)  # the real one fits
+
+
+def test_profiles_and_bad_names(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown profile"):
+        get_profile("gpt5-wiki")
+    monkeypatch.setenv("PEFT_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+    assert get_profile("smollm2-aclsum", n_train=10).n_train == 10
+    with pytest.raises(ConfigError):
+        get_profile("smoke", n_train=0)
+
+
+def test_auto_falls_back_quickly_when_offline(monkeypatch, capsys):
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    profile = get_profile("auto")
+    assert profile.name == "smollm2-aclsum"
+    assert time.perf_counter() - started < 5
+    assert "did not answer" in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""Prompt tuning: only the prompt trains, logits equal peft's, generation equals a plain greedy loop."""
+
+import pytest
+import torch
+
+from conftest import make_gpt2, make_llama, toy_batch
+from peft_helpers import (
+    AdapterError, ConfigError, GenerationConfig, SoftPromptModel, add_soft_prompt, fingerprint, greedy_reference,
+    model_logits, summary_loss,
+)
+from peft_helpers.evaluation import generate_ids
+from peft_helpers.methods import load_soft_prompt, save_weights
+
+
+def wrap(model, n=5, seed=0):
+    """A soft prompt from sampled vocabulary rows (no tokenizer needed)."""
+    return add_soft_prompt(model, tokenizer=None, n_tokens=n, init_text=None, seed=seed)
+
+
+def test_prompt_from_text_uses_its_embeddings(tokenizer):
+    model = make_gpt2(vocab=len(tokenizer))
+    wrapped = add_soft_prompt(model, tokenizer, 8, "Summarize the following text:")
+    ids = tokenizer("Summarize the following text:", add_special_tokens=False)["input_ids"]
+    expected = (ids * 8)[:8]
+    assert torch.equal(wrapped.prompt.data, model.transformer.wte.weight[expected])
+
+
+def test_only_the_prompt_gets_gradients(make_model):
+    wrapped = wrap(make_model())
+    wrapped.train()
+    loss, n = summary_loss(wrapped, toy_batch())
+    (loss / n).backward()
+    assert wrapped.prompt.grad is not None and wrapped.prompt.grad.abs().sum() > 0
+    assert all(p.grad is None for name, p in wrapped.named_parameters() if name != "prompt")
+
+
+def test_training_lowers_loss_and_keeps_base_bit_identical(make_model):
+    model = make_model()
+    before = fingerprint(model)
+    wrapped = wrap(model)
+    optimizer = torch.optim.AdamW([wrapped.prompt], lr=1e-1)
+    batch, losses = toy_batch(), []
+    for _ in range(20):
+        loss, n = summary_loss(wrapped, batch)
+        optimizer.zero_grad()
+        (loss / n).backward()
+        optimizer.step()
+        losses.append((loss / n).item())
+    assert losses[-1] < losses[0] - 0.02  # a random tiny model is near-uniform: little for a prompt to steer
+    after = fingerprint(wrapped)
+    after.pop("prompt")
+    assert after == before
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_logits_match_peft_prompt_tuning(family):
+    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    maker = {"gpt2": make_gpt2, "llama": make_llama}[family]
+    ours = wrap(maker(), n=6)
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6, prompt_tuning_init=PromptTuningInit.RANDOM)
+    theirs = get_peft_model(maker(), config)
+    with torch.no_grad():
+        theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
+    batch = toy_batch()
+    mine = model_logits(ours, batch["input_ids"], batch["attention_mask"])
+    peft_logits = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 6:]
+    torch.testing.assert_close(mine, peft_logits, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(mine, model_logits(maker(), batch["input_ids"]), atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_batched_cached_generation_equals_plain_greedy_loop(family):
+    maker = {"gpt2": make_gpt2, "llama": make_llama}[family]
+    wrapped = wrap(maker(), n=4)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # a prompt as large as a trained one, so it visibly steers a random model
+        wrapped.prompt.copy_(torch.randn(wrapped.prompt.shape, generator=g))
+    prompts = [torch.randint(0, 100, (k,), generator=g).tolist() for k in (9, 4, 13)]  # padding differs per row
+    settings = GenerationConfig(max_new_tokens=10)
+    batched = generate_ids(wrapped, prompts, settings, eos_id=100, pad_id=100)
+    for prompt, got in zip(prompts, batched):
+        assert got == greedy_reference(wrapped, prompt, 10, eos_id=100)
+    assert any(len(g) > 0 for g in batched)
+    if family == "gpt2":  # (the random tiny Llama echoes its last input token whatever comes before it)
+        plain = generate_ids(maker(), prompts, settings, eos_id=100, pad_id=100)
+        assert plain != batched  # the soft prompt changes what is generated
+
+
+def test_saved_prompt_round_trips_and_wrong_shape_is_refused(tmp_path):
+    wrapped = wrap(make_gpt2(), n=5, seed=1)
+    save_weights(wrapped, tmp_path / "prompt.safetensors")
+    other = wrap(make_gpt2(), n=5, seed=2)
+    assert not torch.equal(other.prompt, wrapped.prompt)
+    load_soft_prompt(other, tmp_path / "prompt.safetensors")
+    assert torch.equal(other.prompt, wrapped.prompt)
+    with pytest.raises(AdapterError, match="shape"):
+        load_soft_prompt(wrap(make_gpt2(), n=7), tmp_path / "prompt.safetensors")
+
+
+def test_refuses_double_wrap_and_bad_length():
+    wrapped = wrap(make_gpt2())
+    with pytest.raises(AdapterError):
+        wrap(wrapped)
+    with pytest.raises(AdapterError):
+        wrap(wrapped.model)
+    for bad in (0, -2):
+        with pytest.raises(ConfigError, match="positive"):
+            wrap(make_gpt2(), n=bad)
+    assert isinstance(wrapped, SoftPromptModel) and wrapped.n_tokens == 5

@@ -1,0 +1,91 @@
+"""The shared training loop: loss falls, best weights kept, resume after interruption, results reused."""
+
+import json
+
+import pytest
+import torch
+
+import peft_helpers.training as training
+from peft_helpers import ResultsError, build_model, get_profile, load_results, prepare, run_method
+from peft_helpers.config import TrainConfig
+from peft_helpers.methods import trainable_state
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return prepare(get_profile("smoke"))
+
+
+def test_training_lowers_validation_loss_and_records_history(setup):
+    model = build_model(setup, "lora")
+    config = TrainConfig(batch_size=4, epochs=3, evals_per_epoch=2, patience=10)
+    history, stats = training.train(model, setup.splits, setup.pad_id, config, lr=1e-2, seed=0)
+    assert list(history.columns) == ["step", "epoch", "train_loss", "eval_loss", "lr", "elapsed"]
+    assert len(history) == 1 + 3 * 2  # the start, then twice per epoch
+    assert history.eval_loss.iloc[-1] < history.eval_loss.iloc[0]
+    assert stats["best_eval_loss"] == pytest.approx(history.eval_loss.min())
+    assert stats["updates"] == 3 * 4 and stats["tokens_per_s"] > 0
+
+
+def test_early_stopping_restores_the_best_weights(setup):
+    model = build_model(setup, "last_layer")
+    config = TrainConfig(batch_size=4, epochs=6, evals_per_epoch=1, patience=1)
+    history, stats = training.train(model, setup.splits, setup.pad_id, config, lr=0.5, seed=0)  # lr far too high
+    assert stats["stopped_early"] and stats["epochs_run"] < 6
+    best = history.eval_loss.min()
+    current = training.evaluate_loss(model, setup.splits["validation"], setup.pad_id)
+    assert current == pytest.approx(best, rel=1e-5)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
+    config = TrainConfig(batch_size=4, epochs=2, evals_per_epoch=1, patience=10)
+    straight = build_model(setup, "prompt_tuning")
+    training.train(straight, setup.splits, setup.pad_id, config, lr=3e-2, seed=0)
+
+    original = training._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt("simulated crash after the first checkpoint")
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    interrupted = build_model(setup, "prompt_tuning")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(interrupted, setup.splits, setup.pad_id, config, lr=3e-2, seed=0,
+                       checkpoint_dir=tmp_path, config_hash="h")
+    monkeypatch.setattr(training, "_save_checkpoint", original)
+    resumed = build_model(setup, "prompt_tuning")
+    history, stats = training.train(resumed, setup.splits, setup.pad_id, config, lr=3e-2, seed=0,
+                                    checkpoint_dir=tmp_path, config_hash="h")
+    assert stats["epochs_run"] == 2 and len(history) == 3
+    torch.testing.assert_close(trainable_state(resumed), trainable_state(straight), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(resumed.prompt, build_model(setup, "prompt_tuning").prompt)
+
+
+def test_results_are_written_reused_and_corruption_is_reported(setup, tmp_path, monkeypatch, capsys):
+    model = build_model(setup, "lora")
+    first = run_method(setup, "lora", model, root=tmp_path, checkpoints=tmp_path / "ckpt")
+    folder = tmp_path / "smoke" / "lora"
+    for name in ("config.json", "history.csv", "metrics.json", "predictions.jsonl",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+        assert (folder / name).is_file(), name
+    assert len(first["predictions"]) == len(setup.splits["test"])
+    assert not list(folder.glob(".*.tmp"))  # atomic writes leave no temp files
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("finished results should have been reused")
+
+    monkeypatch.setattr("peft_helpers.experiment.train", no_training)
+    again = build_model(setup, "lora")
+    second = run_method(setup, "lora", again, root=tmp_path)
+    assert "reusing" in capsys.readouterr().out
+    assert second["metrics"] == json.loads(json.dumps(first["metrics"]))
+    assert torch.equal(trainable_state(again)["transformer.h.0.attn.c_attn.lora_B"],
+                       trainable_state(model)["transformer.h.0.attn.c_attn.lora_B"])
+
+    (folder / "metrics.json").write_text("{ not json")
+    with pytest.raises(ResultsError, match="corrupt.*03_lora"):
+        load_results("smoke", "lora", tmp_path)
+    (folder / "metrics.json").unlink()
+    with pytest.raises(ResultsError, match="Run notebooks/03_lora.ipynb"):
+        load_results("smoke", "lora", tmp_path)
