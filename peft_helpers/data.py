@@ -252,8 +252,11 @@ def tokenize_splits(splits: DatasetDict, tokenizer, profile: Profile) -> Dataset
     """Add ``prompt_ids`` and ``target_ids`` to every split."""
 
     def encode(row):
-        return encode_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
-                              profile.max_summary_tokens, profile.separator)
+        out = encode_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
+                             profile.max_summary_tokens, profile.separator)
+        out["doc_tokens"] = len(tokenizer(row["document"], add_special_tokens=False)["input_ids"])
+        out["summary_tokens"] = len(tokenizer(" " + row["summary"], add_special_tokens=False)["input_ids"])
+        return out
 
     return splits.map(encode, desc="tokenizing")
 

@@ -48,11 +48,33 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def prepare(profile: Profile) -> Setup:
-    """Tokenizer and cleaned, tokenized splits for ``profile``."""
+def data_hash(profile: Profile) -> str:
+    keys = ("model", "dataset", "n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens",
+            "separator", "seed")
+    payload = json.dumps({k: getattr(profile, k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prepare(profile: Profile, data_root: str | Path = "data") -> Setup:
+    """Tokenizer and cleaned, tokenized splits for ``profile``, cached in ``data/<profile>/``.
+
+    The cache is reused while the data settings are unchanged; otherwise the
+    splits are rebuilt from the source and the cache rewritten.
+    """
+    from datasets import load_from_disk
+
     tokenizer = load_tokenizer(profile)
+    folder, digest = Path(data_root) / profile.name, data_hash(profile)
+    meta = folder / "data_report.json"
+    if meta.exists():
+        saved = json.loads(meta.read_text())
+        if saved.get("hash") == digest:
+            return Setup(profile, tokenizer, load_from_disk(str(folder / "splits")), saved["report"])
     splits, report = load_splits(profile)
-    return Setup(profile, tokenizer, tokenize_splits(splits, tokenizer, profile), report)
+    splits = tokenize_splits(splits, tokenizer, profile)
+    splits.save_to_disk(str(folder / "splits"))
+    atomic_write_json({"hash": digest, "report": report}, meta)
+    return Setup(profile, tokenizer, splits, report)
 
 
 def describe(setup: Setup) -> dict:
@@ -83,7 +105,7 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     else:
         for p in model.parameters():
             p.requires_grad_(False)
-    return model.to(device())
+    return model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
 
 
 def config_hash(profile: Profile, method: str) -> str:
