@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     profile, settings = setup.profile, method_settings(setup.profile, method)
     model = load_model(profile, setup.tokenizer)
     check_context(profile, model.config, settings.n_tokens if method == "prompt_tuning" else 0)
+    torch.manual_seed(profile.seed)  # LoRA's A and a sampled prompt are the same in every run
     if method == "prompt_tuning":
         model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed)
     elif method in ("last_layer", "last_blocks"):
@@ -108,9 +110,20 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     return model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
 
 
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def config_hash(profile: Profile, method: str) -> str:
-    payload = json.dumps({"profile": profile.to_dict(), "method": method}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """Identifies finished results: every setting of the profile, generation included."""
+    return _digest({"profile": profile.to_dict(), "method": method})
+
+
+def training_hash(profile: Profile, method: str) -> str:
+    """Identifies a training run: only what changes the trained weights (not generation, not other methods)."""
+    settings = method_settings(profile, method)
+    return _digest({"data": data_hash(profile), "train": dataclasses.asdict(profile.train), "seed": profile.seed,
+                    "method": method, "settings": dataclasses.asdict(settings) if settings else None})
 
 
 def environment() -> dict:
@@ -170,8 +183,11 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
     if method != "zero_shot":
         lr = method_settings(profile, method).lr
-        history, stats = train(model, setup.splits, setup.pad_id, profile.train, lr, profile.seed,
-                               Path(checkpoints) / profile.name / method, digest)
+        run = training_hash(profile, method)
+        checkpoint = Path(checkpoints) / profile.name / f"{method}-{run}"
+        if retrain and checkpoint.exists():
+            shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
+        history, stats = train(model, setup.splits, setup.pad_id, profile.train, lr, profile.seed, checkpoint, run)
     train_peak = peak_memory_mib()
     batch = profile.train.batch_size
     val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")

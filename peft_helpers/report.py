@@ -238,7 +238,32 @@ def discussion(results: dict[str, dict]) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def read_markdown_blocks(path: Path) -> list[tuple]:
+_FIELD = re.compile(r"\{\{(\w+)\.(\w+)\}\}")
+
+
+def fill_figures(text: str, results: dict[str, dict]) -> str:
+    """Replace ``{{method.field}}`` with that method's measured value (``rouge1`` as mean [interval])."""
+
+    def value(match: re.Match) -> str:
+        method, key = match.groups()
+        if method not in results:
+            return f"(no {LABELS.get(method, method)} results)"
+        m = results[method]["metrics"]
+        if key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            return _interval(m["rouge"][key])
+        if key not in m:
+            raise KeyError(f"report text asks for {match.group(0)}, which metrics.json does not have")
+        v = m[key]
+        if key.endswith("_params"):
+            return f"{v:,}"
+        if key == "trainable_percent":
+            return f"{v:.3f}"
+        return f"{v:.3f}" if isinstance(v, float) and key.endswith("loss") else f"{v:,.0f}" if isinstance(v, float) else str(v)
+
+    return _FIELD.sub(value, text)
+
+
+def read_markdown_blocks(path: Path, results: dict[str, dict] | None = None) -> list[tuple]:
     """Headings, paragraphs and bullet items of a small markdown file, as report blocks."""
     blocks, paragraph = [], []
 
@@ -247,7 +272,8 @@ def read_markdown_blocks(path: Path) -> list[tuple]:
             blocks.append(("p", " ".join(paragraph)))
             paragraph.clear()
 
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    text = Path(path).read_text(encoding="utf-8")
+    for line in (fill_figures(text, results) if results else text).splitlines():
         stripped = line.strip()
         heading = re.match(r"^(#{1,3})\s+(.*)", stripped)
         if heading:
@@ -307,7 +333,7 @@ def to_pdf(blocks: list[tuple], path: Path, base: Path) -> Path:
                 pdf.add_page()
             pdf.set_font("DejaVu", "B", size)
             pdf.ln(2)
-            pdf.multi_cell(width, size * 0.5, content[0])
+            pdf.multi_cell(width, size * 0.5, content[0], align="L")
             pdf.ln(1)
         elif kind in ("p", "li"):
             pdf.set_font("DejaVu", "", 9.5)
@@ -366,8 +392,14 @@ def _search_blocks(profile_name: str) -> list[tuple]:
     if not path.exists():
         return []
     search = read_json(path)
-    frame = pd.DataFrame(search["rows"])
-    return [("h2", "Choosing the defaults: validation loss per setting"), ("p", search["note"]), ("table", frame)]
+    frame = pd.DataFrame(search["rows"]).drop(columns=["training hash"], errors="ignore")
+    blocks = [("h2", "Choosing the defaults: validation loss per setting"), ("p", search["note"]), ("table", frame)]
+    if search.get("generation"):
+        blocks += [("p", "Decoding, compared on the validation split (never the test split): greedy search with and "
+                         "without blocking repeated trigrams. 'hit cap' counts outputs that reached the token limit "
+                         "without an end-of-sequence token, usually a repetition loop."),
+                   ("table", pd.DataFrame(search["generation"]))]
+    return blocks
 
 
 def _parity_blocks(profile_name: str) -> list[tuple]:
@@ -412,7 +444,7 @@ def build_report(profile_name: str, root="results", theory: Path = Path("report/
         blocks += [("p", f"**{k}:** {v}") for k, v in row.items() if k != "id"]
     blocks += _search_blocks(profile_name)
     if Path(theory).exists():
-        blocks += read_markdown_blocks(theory)
+        blocks += read_markdown_blocks(theory, results)
     blocks += _parity_blocks(profile_name)
     report.mkdir(parents=True, exist_ok=True)
     atomic_write_text(to_markdown(blocks), report / "report.md")

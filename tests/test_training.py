@@ -89,3 +89,24 @@ def test_results_are_written_reused_and_corruption_is_reported(setup, tmp_path, 
     (folder / "metrics.json").unlink()
     with pytest.raises(ResultsError, match="Run notebooks/03_lora.ipynb"):
         load_results("smoke", "lora", tmp_path)
+
+
+def test_search_records_validation_losses_and_notebook_runs_resume_from_its_checkpoints(setup, tmp_path, monkeypatch):
+    from peft_helpers import search as search_module
+    from peft_helpers.experiment import training_hash
+
+    monkeypatch.chdir(tmp_path)  # results/, data/ and checkpoints/ of this test stay in tmp_path
+    profile = get_profile("smoke")
+    rows = search_module.search(profile, methods=["lora"])
+    assert [r["method"] for r in rows] == ["lora"] * 3
+    assert all(r["best val loss"] > 0 for r in rows)
+    assert len({r["training hash"] for r in rows}) == 3
+    # the default setting was searched, so the notebook path finds its finished checkpoint and trains nothing
+    calls = []
+    original = training._save_checkpoint
+    monkeypatch.setattr(training, "_save_checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fresh = prepare(profile)
+    result = run_method(fresh, "lora", build_model(fresh, "lora"))
+    assert calls == []
+    assert result["metrics"]["best_eval_loss"] == pytest.approx(rows[0]["best val loss"], abs=1e-4)
+    assert (tmp_path / "checkpoints" / "smoke" / f"lora-{training_hash(profile, 'lora')}").is_dir()

@@ -1,0 +1,135 @@
+"""Choosing each method's settings by validation loss only (the test split is never read).
+
+    python -m peft_helpers.search --profile smollm2-aclsum
+
+Trains every candidate of ``candidates(profile)`` with the shared loop (early stopping
+on validation loss), records the best validation loss of each in
+``results/<profile>/search.json``, and leaves each run's checkpoint in
+``checkpoints/``, keyed by its training settings: when a notebook later
+trains a setting that was searched, it resumes from the finished checkpoint
+instead of repeating identical work (same seed, same data, same weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from .config import Profile, get_profile
+from .experiment import build_model, prepare, training_hash
+from .methods import parameter_report
+from .results import atomic_write_json, read_json, results_dir
+from .training import train
+
+ALL_PROJECTIONS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                   "gpt2": ("c_attn", "c_proj", "c_fc")}
+
+
+def candidates(profile: Profile) -> dict[str, list]:
+    """Settings tried per method; the first of each list is the profile's default (the peft reference's)."""
+    pt, head, blocks, lora = profile.prompt_tuning, profile.last_layer, profile.last_blocks, profile.lora
+    every = ALL_PROJECTIONS["gpt2" if "gpt2" in profile.model else "llama"]
+    return {
+        "prompt_tuning": [pt, dataclasses.replace(pt, lr=round(pt.lr * 10 / 3, 6))],
+        "last_layer": [head, dataclasses.replace(head, lr=head.lr / 10)],
+        "last_blocks": [blocks, dataclasses.replace(blocks, lr=blocks.lr * 0.3)],
+        "lora": [lora, dataclasses.replace(lora, targets=every), dataclasses.replace(lora, targets=every, lr=lora.lr * 0.3)],
+    }
+
+
+def describe_settings(settings) -> str:
+    skip = {"init_text"}
+    def show(v):
+        return ("+".join(v) or "default (q,v)") if isinstance(v, tuple) else v
+
+    return ", ".join(f"{k}={show(v)}" for k, v in dataclasses.asdict(settings).items() if k not in skip)
+
+
+def search(profile: Profile, methods=None, checkpoints="checkpoints") -> list[dict]:
+    """Train each candidate; return one row per candidate with its best validation loss."""
+    setup = prepare(profile)
+    options = candidates(profile)
+    rows = []
+    for method in methods or options:
+        for settings in options[method]:
+            trial = profile.replace(**{method: settings})
+            setup.profile = trial
+            model = build_model(setup, method)
+            params = parameter_report(model, verbose=False)["trainable"]
+            run = training_hash(trial, method)
+            started = time.perf_counter()
+            history, stats = train(model, setup.splits, setup.pad_id, trial.train, settings.lr, trial.seed,
+                                   Path(checkpoints) / trial.name / f"{method}-{run}", run)
+            rows.append({"method": method, "settings": describe_settings(settings),
+                         "trainable params": f"{params:,}", "best val loss": round(stats["best_eval_loss"], 4),
+                         "epochs run": stats["epochs_run"], "train time (s)": round(stats["train_time_s"]),
+                         "training hash": run})
+            print(rows[-1], f"({time.perf_counter() - started:.0f} s with evaluation)", flush=True)
+            del model
+    setup.profile = profile
+    return rows
+
+
+def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings=None) -> list[dict]:
+    """Validation ROUGE-1 of greedy decoding with and without trigram blocking, for a few methods."""
+    from .config import GenerationConfig
+    from .evaluation import generate_summaries, rouge_summary
+    from .experiment import load_trained
+
+    setup = prepare(profile)
+    options = settings or {"greedy": profile.generation,
+                           "greedy, no repeated trigram": dataclasses.replace(profile.generation, no_repeat_ngram_size=3)}
+    rows = []
+    for method in methods:
+        model = build_model(setup, method)
+        if method != "zero_shot":
+            run = training_hash(profile, method)
+            train(model, setup.splits, setup.pad_id, profile.train, getattr(profile, method).lr, profile.seed,
+                  Path("checkpoints") / profile.name / f"{method}-{run}", run)
+        for name, gen in options.items():
+            assert isinstance(gen, GenerationConfig)
+            preds = generate_summaries(model, setup.tokenizer, setup.splits["validation"], gen, desc=f"{method}, {name}")
+            r1 = rouge_summary([p["prediction"] for p in preds], [p["reference"] for p in preds])["rouge1"]
+            rows.append({"method": method, "decoding": name, "val ROUGE-1": f"{r1['mean']:.3f} [{r1['low']:.3f}, {r1['high']:.3f}]",
+                         "hit cap": sum(p["hit_cap"] for p in preds)})
+            print(rows[-1], flush=True)
+        del model
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="smollm2-aclsum")
+    parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--generation", action="store_true",
+                        help="also compare decoding settings on the validation split (zero-shot and LoRA)")
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    path = results_dir(profile.name, "search.json")
+    previous = read_json(path) if path.exists() else {"rows": [], "generation": []}
+    if args.generation:
+        previous["generation"] = compare_generation(profile)
+        atomic_write_json(previous, path)
+        return 0
+    rows = search(profile, methods=args.methods)
+    ran = {r["method"] for r in rows}
+    rows = [r for r in previous["rows"] if r["method"] not in ran] + rows
+    chosen = {}
+    for method in {r["method"] for r in rows}:
+        best = min((r for r in rows if r["method"] == method), key=lambda r: r["best val loss"])
+        chosen[method] = best["settings"]
+    note = ("Each setting trained with the shared loop (batch {b}, up to {e} epochs, early stopping on validation "
+            "loss, seed {s}); the lowest validation loss per method is the notebooks' default. The test split was "
+            "not used.").format(b=profile.train.batch_size, e=profile.train.epochs, s=profile.seed)
+    atomic_write_json({"note": note, "rows": rows, "chosen": chosen,
+                       "generation": previous.get("generation", [])}, path)
+    print("chosen by validation loss:", chosen)
+    print("written", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
