@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: setup run test unit nbval clean
+.PHONY: setup run test unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ run: setup
 # Unit tests, then the notebooks under nbval in the smoke profile.
 test: setup
 	PEFT_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval -p no:cacheprovider
+
+# Speed and memory of every method, ours against peft's (writes benchmarks/results/<device>.json).
+bench: setup
+	$(PY) benchmarks/bench.py
 
 unit: setup
 	$(PY) -m pytest tests

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
+PLAIN_PROGRESS = "PEFT_PLAIN_PROGRESS"  # set by the batch runner: text bars survive in saved notebooks
 METHODS = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora")
 TRAINED_METHODS = METHODS[1:]
 
@@ -186,6 +187,15 @@ def _smoke() -> Profile:
 
 
 _BUILDERS = {"gpt2-cnndm": _gpt2_cnndm, "smollm2-aclsum": _smollm2_aclsum, "smoke": _smoke}
+
+
+def progress(*args, **kwargs):
+    """A tqdm bar: a widget in an interactive notebook, plain text under the batch runner and in scripts."""
+    if os.environ.get(PLAIN_PROGRESS):
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(*args, **kwargs)
 
 
 def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:

@@ -98,6 +98,9 @@ def tiny_gpt2_config(vocab_size: int, **overrides):
 def load_model(profile: Profile, tokenizer=None):
     """The profile's causal LM in fp32, in eval mode, all parameters trainable until a method freezes them."""
     from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its per-tensor bars say nothing a user needs
 
     if profile.model == "gpt2":
         _require_hub("the gpt2 checkpoint")

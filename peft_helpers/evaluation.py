@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from rouge_score import rouge_scorer
 from torch import nn
-from tqdm.auto import tqdm
 
-from .config import GenerationConfig
+from .config import GenerationConfig, progress
 from .methods import SoftPromptModel, lora_layers, merge_lora, unmerge_lora
 from .training import language_model
 
@@ -104,7 +103,7 @@ def generate_summaries(model: nn.Module, tokenizer, dataset, settings: Generatio
     order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["prompt_ids"]))  # less padding
     outputs: dict[int, list[int]] = {}
     with merged(model):
-        for start in tqdm(range(0, len(order), settings.batch_size), desc=desc):
+        for start in progress(range(0, len(order), settings.batch_size), desc=desc):
             chunk = order[start:start + settings.batch_size]
             ids = generate_ids(model, [dataset[i]["prompt_ids"] for i in chunk], settings,
                                tokenizer.eos_token_id, tokenizer.pad_token_id)

@@ -63,7 +63,9 @@ def prepare(profile: Profile, data_root: str | Path = "data") -> Setup:
     splits are rebuilt from the source and the cache rewritten.
     """
     from datasets import load_from_disk
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # tokenizing a few hundred rows takes a second; its bars would clutter the notebook
     tokenizer = load_tokenizer(profile)
     folder, digest = Path(data_root) / profile.name, data_hash(profile)
     meta = folder / "data_report.json"
@@ -115,8 +117,8 @@ def _digest(payload) -> str:
 
 
 def config_hash(profile: Profile, method: str) -> str:
-    """Identifies finished results: every setting of the profile, generation included."""
-    return _digest({"profile": profile.to_dict(), "method": method})
+    """Identifies finished results: the training settings plus generation (not other methods' settings)."""
+    return _digest({"training": training_hash(profile, method), "generation": dataclasses.asdict(profile.generation)})
 
 
 def training_hash(profile: Profile, method: str) -> str:
@@ -177,7 +179,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
             load_trained(model, folder, method)
             print(f"reusing finished results in {folder} (pass retrain=True to train again)")
             return load_results(profile.name, method, root)
-    params = parameter_report(model)
+    params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}

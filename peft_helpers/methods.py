@@ -329,21 +329,22 @@ def load_lora_adapter(model: nn.Module, folder: str | Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def transformer_blocks(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks of a GPT-2 or Llama causal LM."""
+def _body_part(model: nn.Module, names: tuple[str, ...], kind: type, what: str):
     body = model.base_model
-    for attr in ("h", "layers"):
-        if isinstance(getattr(body, attr, None), nn.ModuleList):
+    for attr in names:
+        if isinstance(getattr(body, attr, None), kind):
             return getattr(body, attr)
-    raise ConfigError(f"cannot find the transformer blocks of {type(model).__name__}.")
+    raise ConfigError(f"cannot find the {what} of {type(model).__name__}.")
+
+
+def transformer_blocks(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a GPT-2 (``h``) or Llama (``layers``) causal LM."""
+    return _body_part(model, ("h", "layers"), nn.ModuleList, "transformer blocks")
 
 
 def final_norm(model: nn.Module) -> nn.Module:
-    body = model.base_model
-    for attr in ("ln_f", "norm"):
-        if isinstance(getattr(body, attr, None), nn.Module):
-            return getattr(body, attr)
-    raise ConfigError(f"cannot find the final norm of {type(model).__name__}.")
+    """The norm after the last block: GPT-2's ``ln_f``, Llama's ``norm``."""
+    return _body_part(model, ("ln_f", "norm"), nn.Module, "final norm")
 
 
 def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:

@@ -25,11 +25,11 @@ def run_notebook(path: Path, timeout: int) -> float:
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
 
-    def progress(cell, cell_index, **_):
+    def report_cell(cell, cell_index, **_):
         if cell.cell_type == "code":
             print(f"  {path.stem} cell {cell_index}: done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", on_cell_executed=progress,
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", on_cell_executed=report_cell,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
@@ -46,11 +46,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
-    from peft_helpers.config import get_profile
+    from peft_helpers.config import PLAIN_PROGRESS, get_profile
     from peft_helpers.report import output_dirs
 
     profile = get_profile(args.profile)
     os.environ["PEFT_PROFILE"] = profile.name
+    os.environ[PLAIN_PROGRESS] = "1"  # widget bars would be saved as "0%" placeholders
     print(f"running the notebooks on profile {profile.name}", flush=True)
     total = time.perf_counter()
     for name in args.only or NOTEBOOKS:

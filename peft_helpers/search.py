@@ -76,7 +76,6 @@ def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings
     """Validation ROUGE-1 of greedy decoding with and without trigram blocking, for a few methods."""
     from .config import GenerationConfig
     from .evaluation import generate_summaries, rouge_summary
-    from .experiment import load_trained
 
     setup = prepare(profile)
     options = settings or {"greedy": profile.generation,

@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, progress
 from .data import TrainCollator
 from .methods import SoftPromptModel, load_trainable_state, trainable_state
 from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
@@ -68,14 +67,15 @@ def model_logits(model: nn.Module, input_ids, attention_mask=None) -> torch.Tens
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, device=None, desc="eval loss") -> float:
+def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, device=None, desc="eval loss",
+                  show: bool = True) -> float:
     """Token-weighted mean cross-entropy over the summary tokens (and eos) of ``dataset``."""
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=TrainCollator(pad_id))
     total, count = 0.0, 0
-    for batch in tqdm(loader, desc=desc, leave=False):
+    for batch in progress(loader, desc=desc, leave=False, disable=not show):
         loss, n = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
         total, count = total + loss.item(), count + n.item()
     model.train(was_training)
@@ -172,7 +172,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
             print(f"resuming from {ckpt} after epoch {state['epoch']} ({state['update']} updates)")
 
     def evaluate(epoch_float: float, train_loss: float) -> None:
-        eval_loss = evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device)
+        eval_loss = evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False)
         state["history"].append({"step": state["update"], "epoch": round(epoch_float, 3), "train_loss": train_loss,
                                  "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
                                  "elapsed": round(state["train_time"], 2)})
@@ -185,7 +185,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     if state["epoch"] == 0 and not state["history"]:
         evaluate(0.0, float("nan"))  # the starting point of the loss curve
     collate = TrainCollator(pad_id)
-    bar = tqdm(total=per_epoch * config.epochs, initial=per_epoch * state["epoch"], desc="training")
+    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state["epoch"], desc="training")
     while state["epoch"] < config.epochs and not state["stopped_early"]:
         epoch = state["epoch"]
         model.train()

@@ -51,6 +51,21 @@ def toy_batch(seed: int = 1, batch: int = 3, length: int = 12, prompt: int = 7, 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def train_steps(model, steps: int = 8, lr: float = 1e-2, batch=None) -> list[float]:
+    """A few AdamW steps on one repeated batch; the per-token loss before each step."""
+    from peft_helpers import summary_loss
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    batch, losses = batch or toy_batch(), []
+    for _ in range(steps):
+        loss, n = summary_loss(model, batch)
+        optimizer.zero_grad()
+        (loss / n).backward()
+        optimizer.step()
+        losses.append((loss / n).item())
+    return losses
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return load_tokenizer(get_profile("smoke"))

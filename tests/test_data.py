@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from peft_helpers import ConfigError, DataError, TrainCollator, clean_rows, clean_text, encode_example, get_profile
 from peft_helpers.data import aclsum_rows, check_context, cnndm_rows, left_pad, load_splits, tokenize_splits

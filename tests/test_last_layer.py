@@ -3,20 +3,8 @@
 import pytest
 import torch
 
-from conftest import make_gpt2, make_llama, toy_batch
+from conftest import make_gpt2, make_llama, toy_batch, train_steps
 from peft_helpers import AdapterError, ConfigError, fingerprint, model_logits, prepare_last_layer, summary_loss
-
-
-def train_steps(model, steps=8, lr=1e-2):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    batch, losses = toy_batch(), []
-    for _ in range(steps):
-        loss, n = summary_loss(model, batch)
-        optimizer.zero_grad()
-        (loss / n).backward()
-        optimizer.step()
-        losses.append((loss / n).item())
-    return losses
 
 
 def test_head_is_untied_and_alone_trainable(make_model):
