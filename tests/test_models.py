@@ -74,6 +74,20 @@ def test_smollm2_gguf_loads_offline_and_trains_a_lora_step(smollm2):
     assert any(p.abs().sum() > 0 for name, p in model.named_parameters() if "lora_B" in name)
 
 
+def test_smollm2_cache_gives_the_gguf_weights_bit_for_bit(smollm2, tmp_path, monkeypatch):
+    import peft_helpers.data as data
+
+    monkeypatch.setattr(data, "CACHE", tmp_path)
+    profile = get_profile("smollm2-aclsum")
+    first = load_model(profile)  # from the GGUF file, writing the cache
+    assert (tmp_path / "smollm2-135m-fp32" / "model.safetensors").exists()
+    second = load_model(profile)  # from the cache
+    a, b = first.state_dict(), second.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert second.lm_head.weight is second.model.embed_tokens.weight  # still tied
+    assert type(second).__name__ == "LlamaForCausalLM" and getattr(second.config, "quantization_config", None) is None
+
+
 def test_smollm2_method_counts(smollm2):
     profile, tokenizer, model = smollm2
     found = counts(on_meta(type(model), model.config), tokenizer)
