@@ -10,6 +10,7 @@ back and is scored. LoRA is merged for generation and unmerged after.
 from __future__ import annotations
 
 import re
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -63,12 +64,14 @@ def generate_ids(model: nn.Module, prompts: list[list[int]], settings: Generatio
     """Generated token ids (eos and padding stripped) for each prompt, in one batch."""
     lm = language_model(model)
     embeds, mask = prompt_embeddings(model, prompts)
-    out = lm.generate(
-        inputs_embeds=embeds, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
-        do_sample=False, num_beams=settings.num_beams, no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        repetition_penalty=settings.repetition_penalty, eos_token_id=eos_id, pad_token_id=pad_id,
-        use_cache=True,
-    )
+    with warnings.catch_warnings():  # "n-gram constraints only to newly generated tokens": intended, see above
+        warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
+        out = lm.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
+            do_sample=False, num_beams=settings.num_beams, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            repetition_penalty=settings.repetition_penalty, eos_token_id=eos_id, pad_token_id=pad_id,
+            use_cache=True,
+        )
     results = []
     for row in out.tolist():
         if eos_id in row:

@@ -101,3 +101,15 @@ def test_refuses_double_wrap_and_bad_length():
         with pytest.raises(ConfigError, match="positive"):
             wrap(make_gpt2(), n=bad)
     assert isinstance(wrapped, SoftPromptModel) and wrapped.n_tokens == 5
+
+
+def test_trigram_blocking_counts_generated_tokens_only():
+    model = make_gpt2()
+    prompts = [[1, 2, 3, 1, 2, 3], [7, 7]]  # the prompt's own repeated trigram must not block anything
+    plain = generate_ids(model, prompts, GenerationConfig(max_new_tokens=16), eos_id=100, pad_id=100)
+    blocked = generate_ids(model, prompts, GenerationConfig(max_new_tokens=16, no_repeat_ngram_size=3),
+                           eos_id=100, pad_id=100)
+    for row in blocked:
+        trigrams = [tuple(row[i:i + 3]) for i in range(len(row) - 2)]
+        assert len(trigrams) == len(set(trigrams))
+    assert any(len(set(tuple(r[i:i + 3]) for i in range(len(r) - 2))) < len(r) - 2 for r in plain)  # greedy loops
