@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -92,33 +91,13 @@ def batch_for(batch_size: int, length: int, vocab: int, device):
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def reset_peak(device) -> None:
-    """Start peak-memory accounting now, after the model is loaded (loading a GGUF peaks higher than training)."""
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
-
-
-def peak_mib(device) -> float:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_case(model_name: str, method: str, impl: str, batch_size: int, length: int, steps: int,
              gen_batch: int, gen_prompt: int, gen_new: int) -> dict:
     """One measurement in this process (called in a fresh subprocess by ``main``)."""
     import torch
 
     from peft_helpers.evaluation import generate_ids, merged
+    from peft_helpers.experiment import peak_memory_mib, reset_peak_memory
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build(model_name)
@@ -128,7 +107,7 @@ def run_case(model_name: str, method: str, impl: str, batch_size: int, length: i
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     batch = batch_for(batch_size, length, vocab, device)
-    reset_peak(device)
+    reset_peak_memory()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     times = []
     for step in range(steps + 2):
@@ -147,7 +126,7 @@ def run_case(model_name: str, method: str, impl: str, batch_size: int, length: i
             times.append(time.perf_counter() - started)
     step_s = statistics.median(times)
     out = {"train_step_s": step_s, "train_tokens_per_s": batch_size * length / step_s,
-           "train_peak_mib": peak_mib(device), "trainable": sum(p.numel() for p in params)}
+           "train_peak_mib": peak_memory_mib(), "trainable": sum(p.numel() for p in params)}
     del optimizer
     model.eval()
     if method != "full":

@@ -128,6 +128,16 @@ def training_hash(profile: Profile, method: str) -> str:
                     "method": method, "settings": dataclasses.asdict(settings) if settings else None})
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     """Library versions and hardware, recorded with every result."""
     import accelerate
@@ -136,16 +146,33 @@ def environment() -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "datasets": datasets.__version__,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": platform.processor()}
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": _cpu_name()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
+def reset_peak_memory() -> None:
+    """Start peak-memory accounting now (after loading: reading a GGUF file peaks higher than training)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
+    except OSError:
+        pass  # elsewhere the peak stays that of the whole process
+
+
 def peak_memory_mib() -> float:
-    """Peak GPU memory allocated (GPU) or peak resident memory of this process (CPU), in MiB."""
+    """Peak GPU memory allocated (GPU) or peak resident memory since ``reset_peak_memory`` (CPU), in MiB."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -180,8 +207,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
             print(f"reusing finished results in {folder} (pass retrain=True to train again)")
             return load_results(profile.name, method, root)
     params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()
     history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
     if method != "zero_shot":
         lr = method_settings(profile, method).lr

@@ -90,16 +90,24 @@ def plot_token_lengths(splits, profile, path: Path | None = None):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     for ax, column, cap, title in ((axes[0], "doc_tokens", profile.max_doc_tokens, "document"),
                                    (axes[1], "summary_tokens", profile.max_summary_tokens, "summary")):
+        limit = 2 * cap  # a few very long rows would squeeze the rest into one bar
         for split in splits:
-            ax.hist(splits[split][column], bins=30, alpha=0.5, label=split)
+            lengths = [min(n, limit) for n in splits[split][column]]
+            ax.hist(lengths, bins=30, range=(0, limit), alpha=0.5, label=split)
         ax.axvline(cap, color="k", ls="--", label=f"cap {cap}")
-        ax.set(title=f"{title} length (tokens, before the cap)", xlabel="tokens", ylabel="rows")
+        ax.set(title=f"{title} length in tokens (longer than {limit} shown at {limit})", xlabel="tokens",
+               ylabel="rows")
         ax.legend(fontsize=8)
     fig.tight_layout()
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150)
     return fig
+
+
+def show(frame: pd.DataFrame):
+    """A table for a notebook with every cell's full text (pandas cuts columns at 50 characters)."""
+    return frame.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "normal"})
 
 
 def metrics_row(metrics: dict) -> pd.DataFrame:
@@ -192,12 +200,25 @@ def examples_table(results: dict[str, dict], k: int = 3, width: int = 400) -> pd
 # ---------------------------------------------------------------------------
 
 
-def _overlap(a: dict, b: dict) -> bool:
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
+def paired_gap(a: list[dict], b: list[dict], seed: int = 0) -> tuple[float, float, float]:
+    """Mean ROUGE-1 difference a - b over the same test rows, with a 95% paired-bootstrap interval.
+
+    Pairing by document removes the variation between documents that two
+    separate intervals both carry, so it is the right test of "a beats b".
+    """
+    from .evaluation import bootstrap_interval, rouge_per_example
+
+    if [p["id"] for p in a] != [p["id"] for p in b]:
+        raise ResultsError("the two methods' predictions cover different test rows; re-run the older one.")
+    refs = [p["reference"] for p in a]
+    diff = (rouge_per_example([p["prediction"] for p in a], refs)["rouge1"]
+            - rouge_per_example([p["prediction"] for p in b], refs)["rouge1"])
+    low, high = bootstrap_interval(diff, seed=seed)
+    return float(diff.mean()), low, high
 
 
 def discussion(results: dict[str, dict]) -> list[str]:
-    """Paragraphs stating which method wins on what, at what cost, and which gaps the intervals support."""
+    """Paragraphs stating which method wins on what, at what cost, and which gaps the data support."""
     trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
     if not trained:
         return ["No trained method has results yet."]
@@ -211,16 +232,18 @@ def discussion(results: dict[str, dict]) -> list[str]:
         f"({b['trainable_percent']:.3f}% of the model) in {b.get('train_time_s') or 0:.0f} s."
     ]
     supported, unsupported = [], []
-    for method, m in trained.items():
+    for method in results:
         if method == best_rouge:
             continue
-        pair = f"{LABELS[best_rouge]} vs {LABELS[method]} ({m['rouge']['rouge1']['mean']:.3f})"
-        (unsupported if _overlap(b["rouge"]["rouge1"], m["rouge"]["rouge1"]) else supported).append(pair)
+        gap, low, high = paired_gap(results[best_rouge]["predictions"], results[method]["predictions"])
+        pair = f"{LABELS[best_rouge]} vs {LABELS[method]}: {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
+        (supported if low > 0 else unsupported).append(pair)
     if supported:
-        out.append("ROUGE-1 gaps the 95% intervals support (no overlap): " + "; ".join(supported) + ".")
+        out.append("ROUGE-1 leads the data support (paired bootstrap over the same test documents, 95% interval "
+                   "of the difference above zero): " + "; ".join(supported) + ".")
     if unsupported:
-        out.append("ROUGE-1 gaps the intervals do not support (they overlap, so the ranking could flip on "
-                   "another test sample): " + "; ".join(unsupported) + ".")
+        out.append("ROUGE-1 leads the data do not support (the interval of the paired difference includes zero, "
+                   "so the order could flip on another sample of documents): " + "; ".join(unsupported) + ".")
     if "zero_shot" in results:
         z = results["zero_shot"]["metrics"]
         gains = ", ".join(f"{LABELS[m]} {t['rouge']['rouge1']['mean'] - z['rouge']['rouge1']['mean']:+.3f}"
@@ -379,7 +402,9 @@ def _settings_table(config: dict) -> pd.DataFrame:
     rows += [(f"train.{k}", v) for k, v in profile["train"].items()]
     rows += [(f"generation.{k}", v) for k, v in profile["generation"].items()]
     for method in ("prompt_tuning", "last_layer", "last_blocks", "lora"):
-        rows.append((method, ", ".join(f"{k}={v}" for k, v in profile[method].items())))
+        shown = {k: ("+".join(v) if v else "model default") if isinstance(v, list) else v
+                 for k, v in profile[method].items()}
+        rows.append((method, ", ".join(f"{k}={v}" for k, v in shown.items())))
     env = config["environment"]
     rows.append(("hardware", f"{env.get('gpu') or env.get('processor') or 'CPU'}, {env['cpu_count']} cores"))
     rows.append(("libraries", ", ".join(f"{k} {env[k]}" for k in ("python", "torch", "transformers",
@@ -431,7 +456,8 @@ def build_report(profile_name: str, root="results", theory: Path = Path("report/
         ("p", "ROUGE F1 on the test split (mean [95% interval]); generation identical for every method."),
         ("table", table[["method", *ROUGE_NAMES.values()]]),
         ("p", "Loss (token-weighted cross-entropy on summary tokens + eos), cost and throughput. Peak memory "
-              "is the process's peak resident memory on CPU, allocated GPU memory on GPU."),
+              "is the peak resident memory of the process from the start of training (CPU), or the peak "
+              "allocated GPU memory (GPU)."),
         ("table", table.drop(columns=list(ROUGE_NAMES.values()))),
         ("image", str(rel / "loss_curves.png"), "Training (left) and validation (right) loss per method."),
         ("image", str(rel / "rouge.png"), "ROUGE per method with 95% bootstrap intervals."),

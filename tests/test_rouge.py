@@ -46,3 +46,14 @@ def test_interval_contains_mean_and_narrows_with_more_data():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         rouge_per_example(["a", "b"], ["a"])
+
+
+def test_paired_gap_sees_a_consistent_lead_and_no_lead_against_itself():
+    from peft_helpers.report import paired_gap
+
+    refs = [f"the model improves parsing accuracy on treebank {i}" for i in range(30)]
+    good = [{"id": i, "reference": r, "prediction": r.replace("treebank", "corpus")} for i, r in enumerate(refs)]
+    poor = [{"id": i, "reference": r, "prediction": "a method"} for i, r in enumerate(refs)]
+    gap, low, high = paired_gap(good, poor)
+    assert low > 0 and low <= gap <= high
+    assert paired_gap(good, good) == (0.0, 0.0, 0.0)
