@@ -419,11 +419,12 @@ def _search_blocks(profile_name: str) -> list[tuple]:
     search = read_json(path)
     frame = pd.DataFrame(search["rows"]).drop(columns=["training hash"], errors="ignore")
     blocks = [("h2", "Choosing the defaults: validation loss per setting"), ("p", search["note"]), ("table", frame)]
-    if search.get("generation"):
+    decoding = results_dir(profile_name, "decoding.json")
+    if decoding.exists():
         blocks += [("p", "Decoding, compared on the validation split (never the test split): greedy search with and "
                          "without blocking repeated trigrams. 'hit cap' counts outputs that reached the token limit "
                          "without an end-of-sequence token, usually a repetition loop."),
-                   ("table", pd.DataFrame(search["generation"]))]
+                   ("table", pd.DataFrame(read_json(decoding)["rows"]))]
     return blocks
 
 

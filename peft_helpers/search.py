@@ -78,12 +78,15 @@ def search(profile: Profile, methods=None, checkpoints="checkpoints") -> list[di
 
 
 def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings=None) -> list[dict]:
-    """Validation ROUGE-1 of greedy decoding with and without trigram blocking, for a few methods."""
+    """Validation ROUGE-1 of greedy decoding with and without trigram blocking, for a few methods.
+
+    Written to ``results/<profile>/decoding.json`` by ``--generation``.
+    """
     from .config import GenerationConfig
     from .evaluation import generate_summaries, rouge_summary
 
     setup = prepare(profile)
-    options = settings or {"greedy": profile.generation,
+    options = settings or {"greedy": dataclasses.replace(profile.generation, no_repeat_ngram_size=0),
                            "greedy, no repeated trigram": dataclasses.replace(profile.generation, no_repeat_ngram_size=3)}
     rows = []
     for method in methods:
@@ -111,12 +114,11 @@ def main(argv=None) -> int:
                         help="also compare decoding settings on the validation split (zero-shot and LoRA)")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
-    path = results_dir(profile.name, "search.json")
-    previous = read_json(path) if path.exists() else {"rows": [], "generation": []}
     if args.generation:
-        previous["generation"] = compare_generation(profile)
-        atomic_write_json(previous, path)
+        atomic_write_json({"rows": compare_generation(profile)}, results_dir(profile.name, "decoding.json"))
         return 0
+    path = results_dir(profile.name, "search.json")
+    previous = read_json(path) if path.exists() else {"rows": []}
     rows = search(profile, methods=args.methods)
     ran = {r["method"] for r in rows}
     rows = [r for r in previous["rows"] if r["method"] not in ran] + rows
@@ -127,8 +129,7 @@ def main(argv=None) -> int:
     note = ("Each setting trained with the shared loop (batch {b}, up to {e} epochs, early stopping on validation "
             "loss, seed {s}); the lowest validation loss per method is the notebooks' default. The test split was "
             "not used.").format(b=profile.train.batch_size, e=profile.train.epochs, s=profile.seed)
-    atomic_write_json({"note": note, "rows": rows, "chosen": chosen,
-                       "generation": previous.get("generation", [])}, path)
+    atomic_write_json({"note": note, "rows": rows, "chosen": chosen}, path)
     print("chosen by validation loss:", chosen)
     print("written", path)
     return 0
