@@ -97,7 +97,7 @@ def run_case(model_name: str, method: str, impl: str, batch_size: int, length: i
     import torch
 
     from peft_helpers.evaluation import generate_ids, merged
-    from peft_helpers.experiment import peak_memory_mib, reset_peak_memory
+    from peft_helpers.training import peak_memory_mib, reset_peak_memory
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build(model_name)

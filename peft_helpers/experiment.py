@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from .methods import (
 from .results import (
     atomic_write_csv, atomic_write_json, atomic_write_jsonl, load_results, results_dir,
 )
-from .training import evaluate_loss, train
+from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
 BASE_NAMES = {"gpt2": "gpt2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-gpt2": "tiny-gpt2"}
 
@@ -152,30 +151,6 @@ def environment() -> dict:
     return info
 
 
-def reset_peak_memory() -> None:
-    """Start peak-memory accounting now (after loading: reading a GGUF file peaks higher than training)."""
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
-    except OSError:
-        pass  # elsewhere the peak stays that of the whole process
-
-
-def peak_memory_mib() -> float:
-    """Peak GPU memory allocated (GPU) or peak resident memory since ``reset_peak_memory`` (CPU), in MiB."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def adapter_path(folder: Path, method: str) -> Path:
     return folder / "adapter" if method == "lora" else folder / "adapter" / f"{method}.safetensors"
 
@@ -216,7 +191,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         if retrain and checkpoint.exists():
             shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
         history, stats = train(model, setup.splits, setup.pad_id, profile.train, lr, profile.seed, checkpoint, run)
-    train_peak = peak_memory_mib()
+    train_peak = stats.get("peak_memory_mib") or peak_memory_mib()  # a resumed run carries its training peak
     batch = profile.train.batch_size
     val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
     test_loss = evaluate_loss(model, setup.splits["test"], setup.pad_id, batch, desc="test loss")

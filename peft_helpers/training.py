@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,30 @@ from .config import TrainConfig, progress
 from .data import TrainCollator
 from .methods import SoftPromptModel, load_trainable_state, trainable_state
 from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
+
+
+def reset_peak_memory() -> None:
+    """Start peak-memory accounting now (after loading: reading a GGUF file peaks higher than training)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
+    except OSError:
+        pass  # elsewhere the peak stays that of the whole process
+
+
+def peak_memory_mib() -> float:
+    """Peak GPU memory allocated (GPU) or peak resident memory since ``reset_peak_memory`` (CPU), in MiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def language_model(model: nn.Module) -> nn.Module:
@@ -220,6 +245,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                     state["stopped_early"] = True
                     break
         state["epoch"] = epoch + 1
+        state["peak_memory_mib"] = max(state.get("peak_memory_mib", 0.0), peak_memory_mib())
         if ckpt:
             _save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
     bar.close()
@@ -230,6 +256,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
              "tokens_per_s": round(state["tokens"] / max(state["train_time"], 1e-9), 1),
              "updates": state["update"], "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
              "best_eval_loss": state["best"], "mixed_precision": accelerator.mixed_precision,
+             "peak_memory_mib": round(state.get("peak_memory_mib", 0.0), 1) or None,
              "device": str(device)}
     return history, stats
 

@@ -25,6 +25,7 @@ def test_training_lowers_validation_loss_and_records_history(setup):
     assert history.eval_loss.iloc[-1] < history.eval_loss.iloc[0]
     assert stats["best_eval_loss"] == pytest.approx(history.eval_loss.min())
     assert stats["updates"] == 3 * 4 and stats["tokens_per_s"] > 0
+    assert stats["peak_memory_mib"] > 0  # the training peak, kept in checkpoints for resumed runs
 
 
 def test_early_stopping_restores_the_best_weights(setup):
@@ -57,7 +58,7 @@ def test_interrupted_run_resumes_to_the_same_weights(setup, tmp_path, monkeypatc
     resumed = build_model(setup, "prompt_tuning")
     history, stats = training.train(resumed, setup.splits, setup.pad_id, config, lr=3e-2, seed=0,
                                     checkpoint_dir=tmp_path, config_hash="h")
-    assert stats["epochs_run"] == 2 and len(history) == 3
+    assert stats["epochs_run"] == 2 and len(history) == 3 and stats["peak_memory_mib"] > 0
     torch.testing.assert_close(trainable_state(resumed), trainable_state(straight), rtol=1e-5, atol=1e-6)
     assert not torch.equal(resumed.prompt, build_model(setup, "prompt_tuning").prompt)
 
