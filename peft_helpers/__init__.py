@@ -8,6 +8,9 @@ Modules, in reading order: ``config`` (profiles), ``methods`` (the three
 methods), ``data`` (models, data, tokenization), ``training`` (one loop for
 all), ``evaluation`` (generation, ROUGE), ``results`` (files),
 ``experiment`` (one call per notebook step), ``report`` (table, plots, PDF).
+Command-line tools: ``run_notebooks`` (the main job), ``search`` (defaults by
+validation loss), ``parity`` (against the peft reference), ``verify_adapter``
+(our LoRA adapter loaded by peft regenerates the committed summaries).
 """
 
 from .config import (
