@@ -42,11 +42,14 @@ class PromptTuningConfig:
     # Lester et al. (2021, sec. 3.2) find text/vocabulary init beats random init.
     init_text: str | None = "Summarize the following text:"  # None: sampled vocabulary rows
     lr: float = 3e-2  # soft prompts need ~1e-2..0.3, not the 1e-4 of weight tuning
+    epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_tokens, int) or self.n_tokens <= 0:
             raise ConfigError(f"prompt length n_tokens must be a positive integer, got {self.n_tokens!r}.")
         _positive("prompt tuning lr", self.lr)
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
+            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,14 @@ class LastLayerConfig:
 
     n_blocks: int = 0
     lr: float = 1e-4
+    epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_blocks, int) or self.n_blocks < 0:
             raise ConfigError(f"n_blocks must be an integer >= 0, got {self.n_blocks!r}.")
         _positive("last-layer lr", self.lr)
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
+            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,15 @@ class LoRAConfig:
     dropout: float = 0.05
     targets: tuple[str, ...] = ()  # empty: the model family's default (see DEFAULT_LORA_TARGETS)
     lr: float = 1e-3
+    epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
         if not isinstance(self.r, int) or self.r <= 0:
             raise ConfigError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
         _positive("LoRA alpha", self.alpha)
         _positive("LoRA lr", self.lr)
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
+            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}.")
         object.__setattr__(self, "targets", tuple(self.targets))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Profile, check_method
+from .config import Profile, TrainConfig, check_method
 from .data import check_context, load_model, load_splits, load_tokenizer, tokenize_splits
 from .evaluation import generate_summaries, rouge_summary
 from .methods import (
@@ -93,6 +93,13 @@ def method_settings(profile: Profile, method: str):
             "last_blocks": profile.last_blocks, "lora": profile.lora}[method]
 
 
+def train_config(profile: Profile, method: str) -> TrainConfig:
+    """The shared optimisation settings, with the method's own epoch budget if it sets one."""
+    settings = method_settings(profile, method)
+    epochs = getattr(settings, "epochs", None)
+    return dataclasses.replace(profile.train, epochs=epochs) if epochs else profile.train
+
+
 def build_model(setup: Setup, method: str) -> nn.Module:
     """A freshly loaded base model with ``method`` applied (frozen, trainable parts marked)."""
     profile, settings = setup.profile, method_settings(setup.profile, method)
@@ -123,8 +130,11 @@ def config_hash(profile: Profile, method: str) -> str:
 def training_hash(profile: Profile, method: str) -> str:
     """Identifies a training run: only what changes the trained weights (not generation, not other methods)."""
     settings = method_settings(profile, method)
-    return _digest({"data": data_hash(profile), "train": dataclasses.asdict(profile.train), "seed": profile.seed,
-                    "method": method, "settings": dataclasses.asdict(settings) if settings else None})
+    if settings is not None:  # the epoch budget is hashed once, as part of the effective train settings
+        settings = {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}
+    train = train_config(profile, method) if settings is not None else profile.train
+    return _digest({"data": data_hash(profile), "train": dataclasses.asdict(train), "seed": profile.seed,
+                    "method": method, "settings": settings})
 
 
 def _cpu_name() -> str:
@@ -190,7 +200,8 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         checkpoint = Path(checkpoints) / profile.name / f"{method}-{run}"
         if retrain and checkpoint.exists():
             shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
-        history, stats = train(model, setup.splits, setup.pad_id, profile.train, lr, profile.seed, checkpoint, run)
+        history, stats = train(model, setup.splits, setup.pad_id, train_config(profile, method), lr, profile.seed,
+                               checkpoint, run)
     train_peak = stats.get("peak_memory_mib") or peak_memory_mib()  # a resumed run carries its training peak
     batch = profile.train.batch_size
     val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .config import Profile, get_profile
-from .experiment import build_model, prepare, training_hash
+from .experiment import build_model, prepare, train_config, training_hash
 from .methods import parameter_report
 from .results import atomic_write_json, read_json, results_dir
 from .training import train
@@ -37,15 +37,15 @@ def candidates(profile: Profile) -> dict[str, list]:
     every = ALL_PROJECTIONS["gpt2" if "gpt2" in profile.model else "llama"]
     # Small on purpose: each SmolLM2 candidate costs 5-11 minutes on a 2-core CPU.
     return {
-        "prompt_tuning": [pt, dataclasses.replace(pt, lr=round(pt.lr * 10 / 3, 6))],
+        "prompt_tuning": [pt, dataclasses.replace(pt, epochs=2 * (pt.epochs or profile.train.epochs))],
         "last_layer": [head],
         "last_blocks": [blocks],
-        "lora": [lora, dataclasses.replace(lora, targets=every)],
+        "lora": [lora, dataclasses.replace(lora, targets=() if set(lora.targets) == set(every) else every)],
     }
 
 
 def describe_settings(settings) -> str:
-    skip = {"init_text"}
+    skip = {"init_text"} | ({"epochs"} if getattr(settings, "epochs", None) is None else set())
     def show(v):
         return ("+".join(v) or "default (q,v)") if isinstance(v, tuple) else v
 
@@ -65,7 +65,7 @@ def search(profile: Profile, methods=None, checkpoints="checkpoints") -> list[di
             params = parameter_report(model, verbose=False)["trainable"]
             run = training_hash(trial, method)
             started = time.perf_counter()
-            history, stats = train(model, setup.splits, setup.pad_id, trial.train, settings.lr, trial.seed,
+            history, stats = train(model, setup.splits, setup.pad_id, train_config(trial, method), settings.lr, trial.seed,
                                    Path(checkpoints) / trial.name / f"{method}-{run}", run)
             rows.append({"method": method, "settings": describe_settings(settings),
                          "trainable params": f"{params:,}", "best val loss": round(stats["best_eval_loss"], 4),
@@ -93,7 +93,7 @@ def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings
         model = build_model(setup, method)
         if method != "zero_shot":
             run = training_hash(profile, method)
-            train(model, setup.splits, setup.pad_id, profile.train, getattr(profile, method).lr, profile.seed,
+            train(model, setup.splits, setup.pad_id, train_config(profile, method), getattr(profile, method).lr, profile.seed,
                   Path("checkpoints") / profile.name / f"{method}-{run}", run)
         for name, gen in options.items():
             assert isinstance(gen, GenerationConfig)
@@ -111,17 +111,18 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="smollm2-aclsum")
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--generation", action="store_true",
-                        help="also compare decoding settings on the validation split (zero-shot and LoRA)")
+                        help="compare decoding settings on the validation split instead (zero-shot, prompt tuning, LoRA)")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
     if args.generation:
-        atomic_write_json({"rows": compare_generation(profile)}, results_dir(profile.name, "decoding.json"))
+        rows = compare_generation(profile, methods=args.methods or ("zero_shot", "prompt_tuning", "lora"))
+        atomic_write_json({"rows": rows}, results_dir(profile.name, "decoding.json"))
         return 0
     path = results_dir(profile.name, "search.json")
     previous = read_json(path) if path.exists() else {"rows": []}
     rows = search(profile, methods=args.methods)
-    ran = {r["method"] for r in rows}
-    rows = [r for r in previous["rows"] if r["method"] not in ran] + rows
+    ran = {r["training hash"] for r in rows}  # earlier rows of other settings stay in the record
+    rows = [r for r in previous["rows"] if r["training hash"] not in ran] + rows
     chosen = {}
     for method in {r["method"] for r in rows}:
         best = min((r for r in rows if r["method"] == method), key=lambda r: r["best val loss"])

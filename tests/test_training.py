@@ -111,3 +111,27 @@ def test_search_records_validation_losses_and_notebook_runs_resume_from_its_chec
     assert calls == []
     assert result["metrics"]["best_eval_loss"] == pytest.approx(rows[0]["best val loss"], abs=1e-4)
     assert (tmp_path / "checkpoints" / "smoke" / f"lora-{training_hash(profile, 'lora')}").is_dir()
+
+
+def test_a_method_can_have_its_own_epoch_budget(setup):
+    import dataclasses
+
+    from peft_helpers import ConfigError, PromptTuningConfig
+    from peft_helpers.experiment import train_config, training_hash
+
+    profile = get_profile("smoke")
+    longer = profile.replace(prompt_tuning=dataclasses.replace(profile.prompt_tuning, epochs=3))
+    assert train_config(profile, "prompt_tuning").epochs == profile.train.epochs == 2
+    assert train_config(longer, "prompt_tuning").epochs == 3
+    assert train_config(longer, "lora") == profile.train  # other methods keep the shared budget
+    # the same run, however it is spelled, has the same hash; a different budget a different one
+    assert training_hash(longer, "prompt_tuning") != training_hash(profile, "prompt_tuning")
+    same = profile.replace(train=dataclasses.replace(profile.train, epochs=3))
+    assert training_hash(longer, "prompt_tuning") == training_hash(same, "prompt_tuning")
+    assert training_hash(longer, "lora") == training_hash(profile, "lora")
+    with pytest.raises(ConfigError, match="epochs"):
+        PromptTuningConfig(epochs=0)
+    model = build_model(setup, "prompt_tuning")
+    config = dataclasses.replace(train_config(longer, "prompt_tuning"), patience=10)
+    history, stats = training.train(model, setup.splits, setup.pad_id, config, lr=0.1, seed=0)
+    assert history.epoch.max() == 3 and stats["epochs_run"] == 3
