@@ -171,8 +171,11 @@ def _smollm2_aclsum() -> Profile:
     return Profile(
         name="smollm2-aclsum", model="smollm2-135m", dataset="aclsum",
         n_train=100, n_val=50, n_test=100, max_doc_tokens=256, max_summary_tokens=96,
-        prompt_tuning=PromptTuningConfig(lr=0.1),
+        prompt_tuning=PromptTuningConfig(lr=0.1, epochs=8),  # the soft prompt was still improving after 4 epochs
         lora=LoRAConfig(targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+        # validation ROUGE-1 (results/smollm2-aclsum/decoding.json): blocking repeated trigrams lifted
+        # zero-shot .292 -> .334 and prompt tuning .396 -> .431; the same decoding for every method
+        generation=GenerationConfig(no_repeat_ngram_size=3),
     )
 
 

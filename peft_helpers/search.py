@@ -30,8 +30,8 @@ ALL_PROJECTIONS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"
 def candidates(profile: Profile) -> dict[str, list]:
     """Settings tried per method: the profile's current default first, then alternatives.
 
-    For smollm2-aclsum the search recorded in results/ ran when the defaults were the peft reference's
-    settings (see peft_helpers/parity.py); search.json lists every setting it tried.
+    The alternatives move with the defaults, so search.json keeps every row ever tried (keyed by training
+    hash): for smollm2-aclsum the first search started from the peft reference's settings (see parity.py).
     """
     pt, head, blocks, lora = profile.prompt_tuning, profile.last_layer, profile.last_blocks, profile.lora
     every = ALL_PROJECTIONS["gpt2" if "gpt2" in profile.model else "llama"]
