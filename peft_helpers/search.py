@@ -127,9 +127,10 @@ def main(argv=None) -> int:
     for method in {r["method"] for r in rows}:
         best = min((r for r in rows if r["method"] == method), key=lambda r: r["best val loss"])
         chosen[method] = best["settings"]
-    note = ("Each setting trained with the shared loop (batch {b}, up to {e} epochs, early stopping on validation "
-            "loss, seed {s}); the lowest validation loss per method is the notebooks' default. The test split was "
-            "not used.").format(b=profile.train.batch_size, e=profile.train.epochs, s=profile.seed)
+    note = ("Each setting trained with the shared loop (batch {b}, up to {e} epochs unless the settings name "
+            "another budget, early stopping on validation loss, seed {s}); the lowest validation loss per method is "
+            "the notebooks' default. The test split was not used.").format(
+                b=profile.train.batch_size, e=profile.train.epochs, s=profile.seed)
     atomic_write_json({"note": note, "rows": rows, "chosen": chosen}, path)
     print("chosen by validation loss:", chosen)
     print("written", path)
