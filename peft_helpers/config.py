@@ -34,6 +34,11 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be positive, got {value!r}.")
 
 
+def _epoch_budget(epochs) -> None:
+    if epochs is not None and (not isinstance(epochs, int) or epochs <= 0):
+        raise ConfigError(f"epochs must be a positive integer or None, got {epochs!r}.")
+
+
 @dataclass(frozen=True)
 class PromptTuningConfig:
     """Soft prompt (Lester et al. 2021): ``n_tokens`` learned input vectors."""
@@ -48,8 +53,7 @@ class PromptTuningConfig:
         if not isinstance(self.n_tokens, int) or self.n_tokens <= 0:
             raise ConfigError(f"prompt length n_tokens must be a positive integer, got {self.n_tokens!r}.")
         _positive("prompt tuning lr", self.lr)
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
-            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
+        _epoch_budget(self.epochs)
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,7 @@ class LastLayerConfig:
         if not isinstance(self.n_blocks, int) or self.n_blocks < 0:
             raise ConfigError(f"n_blocks must be an integer >= 0, got {self.n_blocks!r}.")
         _positive("last-layer lr", self.lr)
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
-            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
+        _epoch_budget(self.epochs)
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,7 @@ class LoRAConfig:
             raise ConfigError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
         _positive("LoRA alpha", self.alpha)
         _positive("LoRA lr", self.lr)
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs <= 0):
-            raise ConfigError(f"epochs must be a positive integer or None, got {self.epochs!r}.")
+        _epoch_budget(self.epochs)
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}.")
         object.__setattr__(self, "targets", tuple(self.targets))
