@@ -14,17 +14,17 @@ validation loss), ``parity`` (against the peft reference), ``verify_adapter``
 """
 
 from .config import (
-    METHODS, PROFILES, TRAINED_METHODS, ConfigError, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
+    METHODS, PROFILES, ConfigError, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
     PromptTuningConfig, TrainConfig, get_profile, hub_reachable,
 )
 from .data import (
     DataError, HubUnavailableError, TrainCollator, clean_rows, clean_text, encode_example, load_model,
     load_splits, load_tokenizer,
 )
-from .evaluation import generate_summaries, greedy_reference, merged, rouge_per_example, rouge_summary
+from .evaluation import generate_summaries, merged, rouge_per_example, rouge_summary
 from .experiment import Setup, build_model, describe, prepare, run_method
 from .methods import (
-    AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, applied_method, fingerprint,
+    AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, fingerprint,
     load_lora_adapter, merge_lora, parameter_report, prepare_last_layer, save_lora_adapter, unmerge_lora,
 )
 from .results import ResultsError, load_results

@@ -14,6 +14,7 @@ Three profiles share one code path and differ only in sizes and names:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import urllib.error
 import urllib.request
@@ -22,21 +23,45 @@ from dataclasses import dataclass, field
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
 PLAIN_PROGRESS = "PEFT_PLAIN_PROGRESS"  # set by the batch runner: text bars survive in saved notebooks
 METHODS = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora")
-TRAINED_METHODS = METHODS[1:]
 
 
 class ConfigError(ValueError):
     """A setting a user chose that cannot work; the message says what to do."""
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}.")
+def _integer(name: str, value, minimum: int = 1) -> None:
+    """An int (not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}.")
+
+
+def _real(name: str, value, low: float = 0.0, low_open: bool = True, high: float = math.inf,
+          high_open: bool = True) -> None:
+    """A finite number inside the given interval (open or closed at each end)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{name} must be in {interval}, got {value!r}.")
+
+
+def _positive(name: str, value) -> None:
+    _real(name, value)
 
 
 def _epoch_budget(epochs) -> None:
-    if epochs is not None and (not isinstance(epochs, int) or epochs <= 0):
-        raise ConfigError(f"epochs must be a positive integer or None, got {epochs!r}.")
+    if epochs is not None:
+        _integer("epochs", epochs)
+
+
+def _text(name: str, value, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -50,8 +75,8 @@ class PromptTuningConfig:
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_tokens, int) or self.n_tokens <= 0:
-            raise ConfigError(f"prompt length n_tokens must be a positive integer, got {self.n_tokens!r}.")
+        _integer("prompt length n_tokens", self.n_tokens)
+        _text("init_text", self.init_text, optional=True)
         _positive("prompt tuning lr", self.lr)
         _epoch_budget(self.epochs)
 
@@ -65,8 +90,7 @@ class LastLayerConfig:
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_blocks, int) or self.n_blocks < 0:
-            raise ConfigError(f"n_blocks must be an integer >= 0, got {self.n_blocks!r}.")
+        _integer("n_blocks", self.n_blocks, minimum=0)
         _positive("last-layer lr", self.lr)
         _epoch_budget(self.epochs)
 
@@ -83,13 +107,14 @@ class LoRAConfig:
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.r, int) or self.r <= 0:
-            raise ConfigError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
+        _integer("LoRA rank r", self.r)
         _positive("LoRA alpha", self.alpha)
         _positive("LoRA lr", self.lr)
         _epoch_budget(self.epochs)
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}.")
+        _real("LoRA dropout", self.dropout, low=0.0, low_open=False, high=1.0)
+        if isinstance(self.targets, str) or not all(isinstance(t, str) and t for t in self.targets):
+            raise ConfigError(f"LoRA targets must be a tuple of layer names, e.g. ('q_proj', 'v_proj'), "
+                              f"got {self.targets!r}.")
         object.__setattr__(self, "targets", tuple(self.targets))
 
 
@@ -109,8 +134,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "epochs", "evals_per_epoch", "patience"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+            _integer(name, getattr(self, name))
+        _real("warmup_ratio", self.warmup_ratio, low=0.0, low_open=False, high=1.0)
+        _real("weight_decay", self.weight_decay, low=0.0, low_open=False)
+        _positive("max_grad_norm", self.max_grad_norm)
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}.")
 
@@ -127,8 +154,9 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "num_beams", "batch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+            _integer(name, getattr(self, name))
+        _integer("no_repeat_ngram_size", self.no_repeat_ngram_size, minimum=0)
+        _positive("repetition_penalty", self.repetition_penalty)
 
 
 @dataclass(frozen=True)
@@ -153,9 +181,17 @@ class Profile:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self) -> None:
+        for name in ("name", "model", "dataset", "separator"):
+            _text(name, getattr(self, name))
         for name in ("n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
+            _integer(name, getattr(self, name))
+        _integer("seed", self.seed, minimum=0)
+        for name, kind in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):  # e.g. lora=dict(r=16): checked like LoRAConfig(r=16)
+                object.__setattr__(self, name, _section(kind, value, name))
+            elif not isinstance(value, kind):
+                raise ConfigError(f"{name} must be a {kind.__name__} (or a dict of its fields), got {value!r}.")
         if self.last_blocks.n_blocks == 0:
             raise ConfigError("last_blocks needs n_blocks >= 1 (n_blocks=0 is the last_layer method).")
 
@@ -163,8 +199,31 @@ class Profile:
         return dataclasses.asdict(self)
 
     def replace(self, **changes) -> "Profile":
-        """A copy with some fields changed, e.g. ``replace(n_train=2000)``."""
+        """A copy with some fields changed, e.g. ``replace(n_train=2000)`` or ``replace(lora=dict(r=16))``.
+
+        A dict for a settings section changes only the fields it names.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"unknown profile setting(s) {unknown}; the settings are: {', '.join(sorted(names))}.")
+        for name, value in changes.items():
+            if name in _SECTIONS and isinstance(value, dict):
+                changes[name] = _section(_SECTIONS[name], {**dataclasses.asdict(getattr(self, name)), **value}, name)
         return dataclasses.replace(self, **changes)
+
+
+_SECTIONS = {"train": TrainConfig, "generation": GenerationConfig, "prompt_tuning": PromptTuningConfig,
+             "last_layer": LastLayerConfig, "last_blocks": LastLayerConfig, "lora": LoRAConfig}
+
+
+def _section(kind: type, values: dict, name: str):
+    """A settings dataclass from a dict, naming any key it does not have."""
+    fields = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"unknown {name} setting(s) {unknown}; {kind.__name__} has: {', '.join(sorted(fields))}.")
+    return kind(**values)
 
 
 def _smollm2_aclsum() -> Profile:

@@ -7,6 +7,7 @@ is kept), never the separator, and the summary only to a fixed cap.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -163,18 +164,58 @@ def clean_text(text) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def clean_rows(rows: list[dict]) -> tuple[list[dict], Counter]:
-    """Clean ``id``/``document``/``summary`` rows; drop empty ones and count why."""
-    kept, dropped = [], Counter()
+def _as_text(value, source: str, row_id, column: str) -> str:
+    """``value`` if it is text (None counts as empty), else a DataError naming where it came from."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        raise DataError(f"{source}, row id {row_id!r}: column {column!r} holds {type(value).__name__} "
+                        f"{str(value)[:60]!r}, not text; fix the source data.")
+    return value
+
+
+def clean_rows(rows: list[dict], source: str = "the data") -> tuple[list[dict], Counter]:
+    """Clean ``id``/``document``/``summary`` rows; drop empty ones and repeated ids, and count why."""
+    kept, dropped, seen = [], Counter(), set()
     for row in rows:
-        document, summary = clean_text(row["document"]), clean_text(row["summary"])
-        if not document:
+        row_id = row["id"]
+        if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
+            raise DataError(f"{source}: a row has id {row_id!r} ({type(row_id).__name__}); ids must be text.")
+        document = clean_text(_as_text(row["document"], source, row_id, "document"))
+        summary = clean_text(_as_text(row["summary"], source, row_id, "summary"))
+        if str(row_id) in seen:
+            dropped["repeated id"] += 1
+        elif not document:
             dropped["empty document"] += 1
         elif not summary:
             dropped["empty summary"] += 1
         else:
-            kept.append({"id": str(row["id"]), "document": document, "summary": summary})
+            seen.add(str(row_id))
+            kept.append({"id": str(row_id), "document": document, "summary": summary})
     return kept, dropped
+
+
+def split_overlaps(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    """Rows shared between two splits, by id and by identical document; a DataError when test meets train.
+
+    Validation rows that also sit in train are counted (they flatter the
+    validation loss); test rows that sit in train would make the test score
+    a memory test, so they stop the run.
+    """
+    overlaps = {}
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ids = {r["id"] for r in splits[a]} & {r["id"] for r in splits[b]}
+            docs = {r["document"] for r in splits[a]} & {r["document"] for r in splits[b]}
+            overlaps[f"{a}/{b}"] = {"same id": len(ids), "same document": len(docs)}
+            if {a, b} == {"train", "test"} and (ids or docs):
+                raise DataError(f"{len(ids)} test row id(s) and {len(docs)} test document(s) also appear in train "
+                                f"(e.g. {sorted(ids)[:3] or [d[:60] for d in sorted(docs)[:1]]}); the test split must "
+                                "be unseen: remove them from one of the splits.")
+    return overlaps
 
 
 def _require(rows: list[dict], columns: tuple[str, ...], source: str) -> None:
@@ -190,26 +231,49 @@ def _require(rows: list[dict], columns: tuple[str, ...], source: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file; a DataError naming the file and line for one that does not parse."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}).") from err
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {number}: a JSON object was expected, got {type(row).__name__}.")
+        rows.append(row)
+    return rows
+
+
 def aclsum_rows(split: str, folder: Path | None = None) -> list[dict]:
     """ACLSum rows as ``id``/``document``/``summary``: the abstract, and challenge + approach + outcome."""
     folder = folder or package_folder("aclsum", "aclsum") / "dataset"
     path = Path(folder) / f"{split}.jsonl"
-    raw = [json.loads(line) for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    raw = read_jsonl(path)
     _require(raw, ("id", "summary", "sentences"), str(path))
     rows = []
     for r in raw:
         summary, sentences = r.get("summary") or {}, r.get("sentences") or {}
+        if not isinstance(summary, dict) or not isinstance(sentences, dict):
+            raise DataError(f"{path}, row id {r['id']!r}: 'summary' and 'sentences' must be objects.")
+        abstract = sentences.get("abstract") or []
+        if isinstance(abstract, str) or not isinstance(abstract, list):  # a string would be joined letter by letter
+            raise DataError(f"{path}, row id {r['id']!r}: column 'sentences.abstract' must be a list of "
+                            f"sentences, got {type(abstract).__name__}.")
+        parts = [_as_text(summary.get(k), str(path), r["id"], f"summary.{k}") for k in ("challenge", "approach", "outcome")]
         rows.append({
             "id": r["id"],
-            "document": " ".join(sentences.get("abstract") or []),
-            "summary": " ".join(summary.get(k) or "" for k in ("challenge", "approach", "outcome")),
+            "document": " ".join(_as_text(x, str(path), r["id"], "sentences.abstract") for x in abstract),
+            "summary": " ".join(parts),
         })
     return rows
 
 
 def cnndm_rows(table) -> list[dict]:
     """CNN/DailyMail rows (``id``, ``article``, ``highlights``) as ``id``/``document``/``summary``."""
-    rows = list(table)
+    rows = [dict(r) for r in table]
     _require(rows, ("id", "article", "highlights"), "the CNN/DailyMail table")
     return [{"id": r["id"], "document": r["article"], "summary": r["highlights"]} for r in rows]
 
@@ -219,10 +283,13 @@ def _subset(rows: list[dict], n: int, seed: int) -> list[dict]:
     return [rows[i] for i in order[:n]]
 
 
-def load_splits(profile: Profile) -> tuple[DatasetDict, dict]:
-    """Cleaned train/validation/test splits and a report of sizes and dropped rows."""
+def source_rows(profile: Profile) -> tuple[dict[str, list[dict]], str]:
+    """The raw ``id``/``document``/``summary`` rows of each split, and a digest of their content."""
     if profile.dataset == "aclsum":
-        raw = {"train": aclsum_rows("train"), "validation": aclsum_rows("val"), "test": aclsum_rows("test")}
+        folder = package_folder("aclsum", "aclsum") / "dataset"
+        raw = {"train": aclsum_rows("train", folder), "validation": aclsum_rows("val", folder),
+               "test": aclsum_rows("test", folder)}
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
     elif profile.dataset == "cnn_dailymail":
         from datasets import load_dataset
 
@@ -232,19 +299,28 @@ def load_splits(profile: Profile) -> tuple[DatasetDict, dict]:
         except Exception as err:  # datasets raises many types when offline
             raise _hub_error(f"the {CNNDM[0]} dataset", err) from err
         raw = {split: cnndm_rows(hub[split]) for split in ("train", "validation", "test")}
+        # datasets' own content fingerprints of the downloaded files: hashing 300k articles again would take minutes
+        digest = hashlib.sha256("".join(hub[s]._fingerprint for s in raw).encode()).hexdigest()
     else:
         raise ConfigError(f"unknown dataset {profile.dataset!r} in profile {profile.name!r}.")
+    return raw, digest
+
+
+def load_splits(profile: Profile, raw: dict[str, list[dict]] | None = None) -> tuple[DatasetDict, dict]:
+    """Cleaned train/validation/test splits and a report of sizes, dropped rows and overlaps."""
+    raw = raw if raw is not None else source_rows(profile)[0]
     sizes = {"train": profile.n_train, "validation": profile.n_val, "test": profile.n_test}
-    splits, report = {}, {}
+    kept_rows, report = {}, {}
     for split, rows in raw.items():
-        kept, dropped = clean_rows(rows)
+        kept, dropped = clean_rows(rows, f"the {split} split of {profile.dataset}")
         if profile.dataset == "cnn_dailymail" or len(kept) > sizes[split]:
             kept = _subset(kept, sizes[split], profile.seed)
         if not kept:
             raise DataError(f"the {split} split is empty after cleaning ({dict(dropped)} dropped).")
-        splits[split] = Dataset.from_list(kept)
+        kept_rows[split] = kept
         report[split] = {"raw": len(rows), "kept": len(kept), "dropped": dict(dropped)}
-    return DatasetDict(splits), report
+    report["overlaps"] = split_overlaps(kept_rows)
+    return DatasetDict({split: Dataset.from_list(rows) for split, rows in kept_rows.items()}), report
 
 
 # ---------------------------------------------------------------------------

@@ -80,24 +80,6 @@ def generate_ids(model: nn.Module, prompts: list[list[int]], settings: Generatio
     return results
 
 
-@torch.no_grad()
-def greedy_reference(model: nn.Module, prompt: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
-    """A plain greedy loop, one sequence, no cache, no padding: the yardstick for ``generate_ids``."""
-    device = language_model(model).get_input_embeddings().weight.device
-    from .training import model_logits
-
-    ids = list(prompt)
-    new = []
-    for _ in range(max_new_tokens):
-        logits = model_logits(model, torch.tensor([ids], device=device))
-        token = int(logits[0, -1].argmax())
-        if token == eos_id:
-            break
-        ids.append(token)
-        new.append(token)
-    return new
-
-
 def generate_summaries(model: nn.Module, tokenizer, dataset, settings: GenerationConfig,
                        desc: str = "generating") -> list[dict]:
     """Summaries for every row of a tokenized split: id, reference, prediction, and whether it hit the cap."""

@@ -12,21 +12,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
-from .config import Profile, TrainConfig, check_method
-from .data import check_context, load_model, load_splits, load_tokenizer, tokenize_splits
+from .config import ConfigError, Profile, TrainConfig, check_method
+from .data import check_context, load_model, load_splits, load_tokenizer, source_rows, tokenize_splits
 from .evaluation import generate_summaries, rouge_summary
 from .methods import (
-    add_lora, add_soft_prompt, load_lora_adapter, load_weights, parameter_report, prepare_last_layer,
-    save_lora_adapter, save_weights,
+    AdapterError, add_lora, add_soft_prompt, load_lora_adapter, load_trainable_state, load_weights,
+    parameter_report, prepare_last_layer, save_lora_adapter, save_weights, trainable_state,
 )
 from .results import (
-    atomic_write_csv, atomic_write_json, atomic_write_jsonl, load_results, results_dir,
+    ResultsError, adapter_path, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
+    load_results, results_dir, unfinished_reason, write_unit,
 )
 from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
+_INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
+_TRAINED = "_peft_helpers_trained"  # set once run_method has trained or loaded the model
 BASE_NAMES = {"gpt2": "gpt2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-gpt2": "tiny-gpt2"}
 
 
@@ -48,32 +52,39 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def data_hash(profile: Profile) -> str:
+def data_hash(profile: Profile, source_digest: str = "") -> str:
+    """Identifies the tokenized splits: the data settings and the content of the source rows."""
     keys = ("model", "dataset", "n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens",
             "separator", "seed")
-    payload = json.dumps({k: getattr(profile, k) for k in keys}, sort_keys=True)
+    payload = json.dumps({**{k: getattr(profile, k) for k in keys}, "source": source_digest}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def prepare(profile: Profile, data_root: str | Path = "data") -> Setup:
     """Tokenizer and cleaned, tokenized splits for ``profile``, cached in ``data/<profile>/``.
 
-    The cache is reused while the data settings are unchanged; otherwise the
-    splits are rebuilt from the source and the cache rewritten.
+    The cache is reused while the data settings and the source rows are
+    unchanged; otherwise the splits are rebuilt from the source and the
+    cache rewritten.
     """
     from datasets import load_from_disk
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # tokenizing a few hundred rows takes a second; its bars would clutter the notebook
     tokenizer = load_tokenizer(profile)
-    folder, digest = Path(data_root) / profile.name, data_hash(profile)
+    raw, source_digest = source_rows(profile)
+    folder, digest = Path(data_root) / profile.name, data_hash(profile, source_digest)
     meta = folder / "data_report.json"
     if meta.exists():
-        saved = json.loads(meta.read_text())
-        if saved.get("hash") == digest:
-            return Setup(profile, tokenizer, load_from_disk(str(folder / "splits")), saved["report"])
-    splits, report = load_splits(profile)
+        try:
+            saved = json.loads(meta.read_text())
+            if saved.get("hash") == digest:
+                return Setup(profile, tokenizer, load_from_disk(str(folder / "splits")), saved["report"])
+        except (json.JSONDecodeError, OSError, KeyError, ValueError, FileNotFoundError):
+            pass  # an unreadable cache is rebuilt below
+    splits, report = load_splits(profile, raw)
     splits = tokenize_splits(splits, tokenizer, profile)
+    meta.unlink(missing_ok=True)  # the cache is valid only once the record is written again, after the splits
     splits.save_to_disk(str(folder / "splits"))
     atomic_write_json({"hash": digest, "report": report}, meta)
     return Setup(profile, tokenizer, splits, report)
@@ -115,7 +126,9 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     else:
         for p in model.parameters():
             p.requires_grad_(False)
-    return model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
+    model = model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
+    setattr(model, _INITIAL, trainable_state(model))
+    return model
 
 
 def _digest(payload) -> str:
@@ -161,10 +174,6 @@ def environment() -> dict:
     return info
 
 
-def adapter_path(folder: Path, method: str) -> Path:
-    return folder / "adapter" if method == "lora" else folder / "adapter" / f"{method}.safetensors"
-
-
 def load_trained(model: nn.Module, folder: Path, method: str) -> None:
     if method == "lora":
         load_lora_adapter(model, adapter_path(folder, method))
@@ -172,37 +181,78 @@ def load_trained(model: nn.Module, folder: Path, method: str) -> None:
         load_weights(model, adapter_path(folder, method))
 
 
+def restore_initial(model: nn.Module) -> None:
+    """Put the trainable weights back to their state when ``build_model`` made the model.
+
+    The frozen weights never change, so this equals a freshly loaded model:
+    re-running a training cell with ``retrain=True`` never continues from
+    the weights of a previous run.
+    """
+    initial = getattr(model, _INITIAL, None)
+    if initial is None:
+        if getattr(model, _TRAINED, False):
+            raise ConfigError("this model was already trained or loaded by run_method; build a fresh one with "
+                              "build_model (re-run the model cell) before training again.")
+        return
+    load_trainable_state(model, initial, source="the initial weights")
+
+
 def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
                root: str | Path = "results", checkpoints: str | Path = "checkpoints") -> dict:
     """Train (unless zero-shot) and evaluate ``model``; write and return the results.
 
-    Results for the same profile and method settings are reused (and the
-    trained weights loaded into ``model``) unless ``retrain`` is true.
+    A finished result for the same settings (the whole unit, see
+    ``results.write_unit``) is reused, its weights loaded into ``model``,
+    unless ``retrain`` is true. Anything less is trained (or resumed from
+    its checkpoint), and the log says why.
     """
     profile = setup.profile
     folder = results_dir(profile.name, method, root)
     digest = config_hash(profile, method)
-    if not retrain and (folder / "metrics.json").exists():
+    why = "retrain=True" if retrain else unfinished_reason(folder, method, digest)
+    if why is None:
         try:
-            saved = json.loads((folder / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            saved = {}
-        if saved.get("hash") == digest:
             load_trained(model, folder, method)
-            print(f"reusing finished results in {folder} (pass retrain=True to train again)")
+            setattr(model, _TRAINED, True)
+            print(f"{method}: reusing the finished results in {folder} (pass retrain=True to train again)")
             return load_results(profile.name, method, root)
-    params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
+        except (ResultsError, AdapterError) as err:
+            why = f"its weights could not be loaded ({err})"
+    restore_initial(model)
+    if method == "zero_shot":
+        print(f"{method}: evaluating, because {why}", flush=True)
+        history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
+    else:
+        print(f"{method}: training, because {why}", flush=True)
+        history, stats = train_method(setup, method, model, retrain, checkpoints)
+    setattr(model, _TRAINED, True)
+    metrics, predictions = evaluate_method(setup, method, model, stats)
+    config = {"hash": digest, "method": method, "profile": profile.to_dict(), "environment": environment(),
+              "method_settings": None if method == "zero_shot" else dataclasses.asdict(method_settings(profile, method))}
+    save_results(folder, digest, method, model, profile, config, history, metrics, predictions)
+    return {"metrics": metrics, "config": config, "history": history, "predictions": predictions}
+
+
+def train_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
+                 checkpoints: str | Path = "checkpoints") -> tuple[pd.DataFrame, dict]:
+    """Train ``model`` with the method's settings, resuming its checkpoint unless ``retrain``."""
+    profile = setup.profile
+    run = training_hash(profile, method)
+    checkpoint = checkpoint_dir(profile.name, method, run, checkpoints)
+    if retrain and checkpoint.exists():
+        shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
     reset_peak_memory()
-    history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
-    if method != "zero_shot":
-        lr = method_settings(profile, method).lr
-        run = training_hash(profile, method)
-        checkpoint = Path(checkpoints) / profile.name / f"{method}-{run}"
-        if retrain and checkpoint.exists():
-            shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
-        history, stats = train(model, setup.splits, setup.pad_id, train_config(profile, method), lr, profile.seed,
-                               checkpoint, run)
-    train_peak = stats.get("peak_memory_mib") or peak_memory_mib()  # a resumed run carries its training peak
+    return train(model, setup.splits, setup.pad_id, train_config(profile, method),
+                 method_settings(profile, method).lr, profile.seed, checkpoint, run)
+
+
+def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) -> tuple[dict, list[dict]]:
+    """Validation and test loss, test generations and ROUGE: the metrics of a trained ``model``."""
+    profile = setup.profile
+    if method == "zero_shot":
+        reset_peak_memory()
+    params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
+    train_peak = stats.get("peak_memory_mib") or peak_memory_mib()
     batch = profile.train.batch_size
     val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
     test_loss = evaluate_loss(model, setup.splits["test"], setup.pad_id, batch, desc="test loss")
@@ -221,15 +271,22 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         "mean_new_tokens": new_tokens / len(predictions),
         "hit_cap": sum(p["hit_cap"] for p in predictions), "n_test": len(predictions),
     }
-    if method == "lora":
-        save_lora_adapter(model, adapter_path(folder, method), profile.lora, BASE_NAMES[profile.model])
-    elif method != "zero_shot":
-        save_weights(model, adapter_path(folder, method))
-    config = {"hash": digest, "method": method, "method_settings": dataclasses.asdict(method_settings(profile, method))
-              if method != "zero_shot" else None, "profile": profile.to_dict(), "environment": environment()}
-    atomic_write_json(config, folder / "config.json")
-    if history is not None:
-        atomic_write_csv(history, folder / "history.csv")
-    atomic_write_jsonl(predictions, folder / "predictions.jsonl")
-    atomic_write_json(metrics, folder / "metrics.json")  # last: its presence marks a finished run
-    return {"metrics": metrics, "config": config, "history": history, "predictions": predictions}
+    return metrics, predictions
+
+
+def save_results(folder: Path, digest: str, method: str, model: nn.Module, profile: Profile, config: dict,
+                 history, metrics: dict, predictions: list[dict]) -> Path:
+    """Write the results folder as one unit (weights, config, history, predictions, metrics, completion record)."""
+
+    def write(tmp: Path) -> None:
+        if method == "lora":
+            save_lora_adapter(model, adapter_path(tmp, method), profile.lora, BASE_NAMES[profile.model])
+        elif method != "zero_shot":
+            save_weights(model, adapter_path(tmp, method))
+        atomic_write_json(config, tmp / "config.json")
+        if history is not None:
+            atomic_write_csv(history, tmp / "history.csv")
+        atomic_write_jsonl(predictions, tmp / "predictions.jsonl")
+        atomic_write_json(metrics, tmp / "metrics.json")
+
+    return write_unit(folder, digest, write)

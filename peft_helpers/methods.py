@@ -20,11 +20,11 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .config import ConfigError, LoRAConfig
+from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
 
 _MARK = "_peft_helpers_method"
 
@@ -37,18 +37,13 @@ class AdapterError(ValueError):
 
 
 def _claim(model: nn.Module, method: str) -> None:
-    previous = getattr(model, _MARK, None)
+    previous = next((getattr(m, _MARK) for m in model.modules() if getattr(m, _MARK, None)), None)
     if previous is not None:
         raise AdapterError(
             f"this model already carries {previous!r}; load a fresh base model before applying {method!r} "
             "(re-running a notebook cell from the model-loading cell does this)."
         )
     setattr(model, _MARK, method)
-
-
-def applied_method(model: nn.Module) -> str | None:
-    """The method applied to ``model`` by this module, or None for a plain model."""
-    return getattr(model, _MARK, None)
 
 
 def freeze(model: nn.Module) -> None:
@@ -105,9 +100,6 @@ class SoftPromptModel(nn.Module):
         embeds, attention_mask, labels = self.prepend(embeds, attention_mask, labels)  # 2-4.
         return self.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
-    def prompt_state(self) -> dict[str, torch.Tensor]:
-        return {"prompt": self.prompt.detach().float().cpu().contiguous()}
-
 
 def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str | None, seed: int = 0) -> SoftPromptModel:
     """Freeze ``model`` and wrap it with a soft prompt of ``n_tokens`` vectors.
@@ -119,7 +111,7 @@ def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str |
     """
     if isinstance(model, SoftPromptModel):
         raise AdapterError("this model already has a soft prompt; load a fresh base model first.")
-    if not isinstance(n_tokens, int) or n_tokens <= 0:
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens <= 0:
         raise ConfigError(f"prompt length must be a positive integer, got {n_tokens!r}.")
     freeze(model)
     _claim(model, "prompt_tuning")
@@ -132,18 +124,6 @@ def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str |
         ids = torch.randint(0, min(5000, embedding.shape[0]), (n_tokens,), generator=generator).tolist()
     prompt = embedding[torch.tensor(ids, device=embedding.device)]  # (n, d)
     return SoftPromptModel(model, prompt)
-
-
-def load_soft_prompt(wrapped: SoftPromptModel, path: str | Path) -> None:
-    """Load a saved soft prompt into ``wrapped``, checking its shape."""
-    tensor = load_file(str(path))["prompt"]
-    if tensor.shape != wrapped.prompt.shape:
-        raise AdapterError(
-            f"soft prompt in {path} has shape {tuple(tensor.shape)}, the model expects {tuple(wrapped.prompt.shape)} "
-            "(n_tokens x hidden size); retrain or use the matching profile."
-        )
-    with torch.no_grad():
-        wrapped.prompt.copy_(tensor)
 
 
 # ---------------------------------------------------------------------------
@@ -245,6 +225,12 @@ def add_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
         raise ConfigError(
             f"LoRA target(s) {missing} match no layer of this model; candidates: {', '.join(_candidate_names(model))}."
         )
+    not_layers = sorted({n.rsplit(".", 1)[-1] for n, m in matches if not isinstance(m, (nn.Linear, Conv1D))})
+    if not_layers:  # checked before anything is wrapped, so the model is left as it was
+        raise ConfigError(
+            f"LoRA target(s) {not_layers} name modules that are not linear layers; candidates: "
+            f"{', '.join(_candidate_names(model))}."
+        )
     freeze(model)
     _claim(model, "lora")
     for name, module in matches:
@@ -297,8 +283,6 @@ def save_lora_adapter(model: nn.Module, folder: str | Path, config: LoRAConfig, 
         "use_dora": False,
         "modules_to_save": None,
     }
-    from .results import atomic_write_json, atomic_write_safetensors  # avoid an import cycle
-
     atomic_write_safetensors(tensors, folder / "adapter_model.safetensors")
     atomic_write_json(adapter_config, folder / "adapter_config.json")
     return folder
@@ -307,8 +291,10 @@ def save_lora_adapter(model: nn.Module, folder: str | Path, config: LoRAConfig, 
 def load_lora_adapter(model: nn.Module, folder: str | Path) -> None:
     """Load a ``peft``-format LoRA adapter into a model already wrapped with ``add_lora``."""
     folder = Path(folder)
-    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    tensors = read_safetensors(folder / "adapter_model.safetensors", "lora")
     layers = lora_layers(model)
+    if not layers:
+        raise AdapterError("this model has no LoRA layers; wrap it with add_lora before loading an adapter.")
     for name, layer in layers.items():
         for part in ("lora_A", "lora_B"):
             key = f"base_model.model.{name}.{part}.weight"
@@ -383,6 +369,10 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
     """Copy ``state`` into the model's parameters of the same names, checking shapes."""
     params = dict(model.named_parameters())
+    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in state)
+    if missing:
+        raise AdapterError(f"{source} lacks {missing[:3]}{' ...' if len(missing) > 3 else ''}: it was saved for "
+                           "another method or model.")
     for name, tensor in state.items():
         if name not in params:
             raise AdapterError(f"{source} holds {name!r}, which this model does not have.")
@@ -395,13 +385,11 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
-    from .results import atomic_write_safetensors
-
     return atomic_write_safetensors(trainable_state(model), Path(path))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    load_trainable_state(model, load_file(str(path)), source=str(path))
+    load_trainable_state(model, read_safetensors(path), source=str(path))
 
 
 def fingerprint(model: nn.Module) -> dict[str, str]:

@@ -82,7 +82,12 @@ def data_report_table(report: dict) -> pd.DataFrame:
     """Rows per split: read, kept after cleaning, and how many were dropped for what reason."""
     return pd.DataFrame([{"split": split, "rows read": r["raw"], "kept": r["kept"],
                           "dropped": ", ".join(f"{v} {k}" for k, v in r["dropped"].items()) or "none"}
-                         for split, r in report.items()])
+                         for split, r in report.items() if split != "overlaps"])
+
+
+def overlap_table(report: dict) -> pd.DataFrame:
+    """Rows shared by two splits, by id and by identical document (test/train overlaps stop the run)."""
+    return pd.DataFrame([{"splits": pair, **counts} for pair, counts in report.get("overlaps", {}).items()])
 
 
 def plot_token_lengths(splits, profile, path: Path | None = None):

@@ -1,16 +1,26 @@
-"""Results files: written atomically (temp file + rename), read with clear errors."""
+"""Results files: where they live, written atomically, read with clear errors.
+
+A method's results folder is one unit: it is built in a temporary folder
+beside its final place and renamed into place when complete, with
+``complete.json`` (the settings hash and a checksum of every file) written
+last. A folder without a matching completion record is never reused.
+``complete.json`` is not committed (``.gitignore``), so a fresh clone trains
+every method itself; the committed files are what ``make report`` reads.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import METHODS
 
@@ -27,8 +37,93 @@ class ResultsError(RuntimeError):
     """Results files that are missing or unreadable; the message names the notebook to run."""
 
 
+COMPLETE = "complete.json"
+
+
 def results_dir(profile_name: str, method: str, root: str | Path = "results") -> Path:
+    """``results/<profile>/<method>/``: the one place a method's results live."""
     return Path(root) / profile_name / method
+
+
+def checkpoint_dir(profile_name: str, method: str, training_hash: str, root: str | Path = "checkpoints") -> Path:
+    """``checkpoints/<profile>/<method>-<training hash>/``: one training run's resumable state."""
+    return Path(root) / profile_name / f"{method}-{training_hash}"
+
+
+def adapter_path(folder: Path, method: str) -> Path:
+    """Where a method's trained weights sit in its results folder (LoRA: a peft adapter folder)."""
+    return Path(folder) / "adapter" if method == "lora" else Path(folder) / "adapter" / f"{method}.safetensors"
+
+
+def unit_files(method: str) -> tuple[str, ...]:
+    """The files a finished result of ``method`` must hold (relative to its folder)."""
+    files = ["config.json", "metrics.json", "predictions.jsonl"]
+    if method != "zero_shot":
+        files.append("history.csv")
+        weights = adapter_path(Path("."), method)
+        files += ([str(weights / "adapter_config.json"), str(weights / "adapter_model.safetensors")]
+                  if method == "lora" else [str(weights)])
+    return tuple(files)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unfinished_reason(folder: Path, method: str, settings_hash: str) -> str | None:
+    """None when ``folder`` holds a finished result for these settings, else why it does not."""
+    folder = Path(folder)
+    record_path = folder / COMPLETE
+    if not record_path.exists():
+        return (f"{record_path} is missing (a fresh clone, or a run that did not finish)" if folder.exists()
+                else f"{folder} does not exist")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        return f"{record_path} is unreadable ({err})"
+    if record.get("hash") != settings_hash:
+        return "the settings changed since those results were made"
+    for name in unit_files(method):
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if record.get("files", {}).get(name) != _sha256(path):
+            return f"{path} changed after the run finished"
+    return None
+
+
+def write_unit(folder: Path, settings_hash: str, write) -> Path:
+    """Build a results folder as one unit: ``write(tmp)`` fills a temporary folder, then it replaces ``folder``.
+
+    The completion record (hash + checksums) is written last inside the
+    temporary folder, and the swap is two renames; an interruption at any
+    point leaves either the old folder or the new one, never a mixture.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    old = folder.parent / f".{folder.name}.old"
+    try:
+        write(tmp)
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        record = {"hash": settings_hash, "files": {name: _sha256(tmp / name) for name in files}}
+        atomic_write_json(record, tmp / COMPLETE)
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not folder.exists():
+            old.rename(folder)  # put the previous result back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def _atomic(path: Path, write) -> Path:
@@ -61,8 +156,8 @@ def atomic_write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> Path:
-    return _atomic(path, lambda tmp: save_file(tensors, tmp))
+def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> Path:
+    return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _missing(path: Path, method: str) -> ResultsError:
@@ -100,14 +195,20 @@ def read_csv(path: Path, method: str = "") -> pd.DataFrame:
         raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{NOTEBOOK_OF.get(method, '')}.") from err
 
 
-def read_safetensors(path: Path, method: str = "") -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path, method: str = "", metadata: bool = False):
+    """Tensors of a safetensors file (and its metadata when asked), with errors that name the file."""
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.exists():
         raise _missing(path, method)
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ResultsError(f"{path} is not a readable safetensors file ({err}); retrain the method.") from err
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            extra = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ResultsError(f"{path} is not a readable safetensors file ({err}); delete it and train again.") from err
+    return (tensors, extra) if metadata else tensors
 
 
 def load_results(profile_name: str, method: str, root: str | Path = "results") -> dict:

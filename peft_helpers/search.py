@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 from .config import Profile, get_profile
-from .experiment import build_model, prepare, train_config, training_hash
+from .experiment import build_model, prepare, train_method, training_hash
 from .methods import parameter_report
 from .results import atomic_write_json, read_json, results_dir
-from .training import train
 
 ALL_PROJECTIONS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                    "gpt2": ("c_attn", "c_proj", "c_fc")}
@@ -59,21 +57,18 @@ def search(profile: Profile, methods=None, checkpoints="checkpoints") -> list[di
     rows = []
     for method in methods or options:
         for settings in options[method]:
-            trial = profile.replace(**{method: settings})
-            setup.profile = trial
-            model = build_model(setup, method)
+            trial = dataclasses.replace(setup, profile=profile.replace(**{method: settings}))
+            model = build_model(trial, method)
             params = parameter_report(model, verbose=False)["trainable"]
-            run = training_hash(trial, method)
+            run = training_hash(trial.profile, method)
             started = time.perf_counter()
-            history, stats = train(model, setup.splits, setup.pad_id, train_config(trial, method), settings.lr, trial.seed,
-                                   Path(checkpoints) / trial.name / f"{method}-{run}", run)
+            history, stats = train_method(trial, method, model, checkpoints=checkpoints)
             rows.append({"method": method, "settings": describe_settings(settings),
                          "trainable params": f"{params:,}", "best val loss": round(stats["best_eval_loss"], 4),
                          "epochs run": stats["epochs_run"], "train time (s)": round(stats["train_time_s"]),
                          "training hash": run})
             print(rows[-1], f"({time.perf_counter() - started:.0f} s with evaluation)", flush=True)
             del model
-    setup.profile = profile
     return rows
 
 
@@ -92,9 +87,7 @@ def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings
     for method in methods:
         model = build_model(setup, method)
         if method != "zero_shot":
-            run = training_hash(profile, method)
-            train(model, setup.splits, setup.pad_id, train_config(profile, method), getattr(profile, method).lr, profile.seed,
-                  Path("checkpoints") / profile.name / f"{method}-{run}", run)
+            train_method(setup, method, model)
         for name, gen in options.items():
             assert isinstance(gen, GenerationConfig)
             preds = generate_summaries(model, setup.tokenizer, setup.splits["validation"], gen, desc=f"{method}, {name}")

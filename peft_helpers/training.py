@@ -17,6 +17,7 @@ import math
 import resource
 import time
 import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader
 from .config import TrainConfig, progress
 from .data import TrainCollator
 from .methods import SoftPromptModel, load_trainable_state, trainable_state
-from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
+from .results import ResultsError, atomic_write_safetensors, read_safetensors
 
 
 def reset_peak_memory() -> None:
@@ -154,6 +155,70 @@ def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], groups: dict
     optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
+class TrainingError(RuntimeError):
+    """Training that cannot give a usable model (NaN or inf loss); nothing is written."""
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint must restore besides tensors: where the run is and what it has seen."""
+
+    hash: str = ""
+    epoch: int = 0  # finished epochs
+    update: int = 0  # optimizer updates so far
+    history: list = field(default_factory=list)
+    best: float = math.inf  # best validation loss so far
+    since_best: int = 0  # evaluations without improvement
+    train_time: float = 0.0
+    tokens: int = 0
+    stopped_early: bool = False
+    peak_memory_mib: float = 0.0
+
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def save_checkpoint(folder: Path, model, optimizer, best_weights: dict, state: TrainState) -> Path:
+    """One file, written atomically: current and best weights, optimizer state, and the run state.
+
+    A kill leaves either the previous epoch's checkpoint or this one, never
+    weights of one epoch with the state of another.
+    """
+    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    tensors.update({f"best.{k}": v for k, v in best_weights.items()})
+    opt_tensors, groups = _optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    meta = {"state": json.dumps(asdict(state)), "optimizer": json.dumps(groups)}
+    return atomic_write_safetensors(tensors, Path(folder) / CHECKPOINT, metadata=meta)
+
+
+def load_checkpoint(folder: Path, model, optimizer, config_hash: str):
+    """(state, best weights) from a checkpoint of the same run, loaded into model and optimizer; else None."""
+    path = Path(folder) / CHECKPOINT
+    if not path.exists():
+        return None
+    tensors, meta = read_safetensors(path, metadata=True)
+    try:
+        state = TrainState(**json.loads(meta["state"]))
+        groups = json.loads(meta["optimizer"])
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path} has no readable run state ({err}); delete it to train from the start.") from err
+    if state.hash != config_hash:
+        return None
+    part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    load_trainable_state(model, part("model."), source=str(path))
+    _restore_optimizer(optimizer, tensors, groups)
+    return state, part("best.")
+
+
+def _check_finite(value: float, what: str, state: TrainState, lr: float) -> None:
+    if not math.isfinite(value):
+        raise TrainingError(
+            f"{what} became {value} in epoch {state.epoch + 1} (after {state.update} updates, lr {lr:g}): the run "
+            "diverged, so no result is written. Lower the learning rate, or check max_grad_norm."
+        )
+
+
 def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float, seed: int = 0,
           checkpoint_dir: str | Path | None = None, config_hash: str = "") -> tuple[pd.DataFrame, dict]:
     """Train the parameters of ``model`` that require grad; returns (history, stats).
@@ -161,7 +226,9 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     ``splits`` needs tokenized ``train`` and ``validation``. With a
     ``checkpoint_dir``, the state is saved after each epoch and a run with
     the same ``config_hash`` resumes from it. On return the model holds the
-    weights with the best validation loss.
+    weights with the best validation loss; ``stats["learned"]`` says whether
+    they beat the starting validation loss. NaN or inf losses raise
+    ``TrainingError``.
     """
     accelerator = make_accelerator(config)
     torch.manual_seed(seed)
@@ -178,41 +245,36 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     optimizer = accelerator.prepare(optimizer)
     eval_points = {round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
 
-    state = {"epoch": 0, "update": 0, "history": [], "best": math.inf, "since_best": 0, "train_time": 0.0,
-             "tokens": 0, "stopped_early": False, "hash": config_hash}
-    best_weights = trainable_state(model)
+    state, best_weights = TrainState(hash=config_hash), trainable_state(model)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    if ckpt and (ckpt / "state.json").exists():
-        saved = json.loads((ckpt / "state.json").read_text())
-        if saved.get("hash") == config_hash:
-            tensors = read_safetensors(ckpt / "last.safetensors")
-            load_trainable_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            _restore_optimizer(optimizer.optimizer, tensors, saved.pop("optimizer"))
-            best_weights = read_safetensors(ckpt / "best.safetensors")
-            state = saved
-            with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(state["update"]):
-                    scheduler.step()
-            print(f"resuming from {ckpt} after epoch {state['epoch']} ({state['update']} updates)")
+    resumed = load_checkpoint(ckpt, model, optimizer.optimizer, config_hash) if ckpt else None
+    if resumed:
+        state, best_weights = resumed
+        with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(state.update):
+                scheduler.step()
+        print(f"resuming from {ckpt} after epoch {state.epoch} ({state.update} updates)")
 
     def evaluate(epoch_float: float, train_loss: float) -> None:
         eval_loss = evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False)
-        state["history"].append({"step": state["update"], "epoch": round(epoch_float, 3), "train_loss": train_loss,
-                                 "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
-                                 "elapsed": round(state["train_time"], 2)})
-        if eval_loss < state["best"] - 1e-6:
-            state["best"], state["since_best"] = eval_loss, 0
+        _check_finite(eval_loss, "the validation loss", state, lr)
+        state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
+                              "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
+                              "elapsed": round(state.train_time, 2)})
+        if eval_loss < state.best - 1e-6:
+            state.best, state.since_best = eval_loss, 0
             best_weights.update(trainable_state(model))
         else:
-            state["since_best"] += 1
+            state.since_best += 1
 
-    if state["epoch"] == 0 and not state["history"]:
+    if not state.history:
         evaluate(0.0, float("nan"))  # the starting point of the loss curve
     collate = TrainCollator(pad_id)
-    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state["epoch"], desc="training")
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
+    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training",
+                   unit="batch")
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch
         model.train()
         order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
         torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
@@ -224,6 +286,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                 with accelerator.autocast():
                     loss_sum, count = summary_loss(model, batch)
                     loss = loss_sum / count.clamp(min=1)
+                losses.append(loss.item())
+                _check_finite(losses[-1], "the training loss", state, lr)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -231,40 +295,34 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                 optimizer.zero_grad(set_to_none=True)
                 if accelerator.sync_gradients:
                     scheduler.step()
-                    state["update"] += 1
-            losses.append(loss.item())
-            state["tokens"] += int(batch["attention_mask"].sum())
+                    state.update += 1
+            state.tokens += int(batch["attention_mask"].sum())
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", best_eval=f"{state['best']:.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", best_val=f"{state.best:.3f}")
             if i + 1 in eval_points:
-                state["train_time"] += time.perf_counter() - started
+                state.train_time += time.perf_counter() - started
                 evaluate(epoch + (i + 1) / per_epoch, sum(losses) / len(losses))
                 losses, started = [], time.perf_counter()
                 model.train()
-                if state["since_best"] >= config.patience:
-                    state["stopped_early"] = True
+                if state.since_best >= config.patience:
+                    state.stopped_early = True
                     break
-        state["epoch"] = epoch + 1
-        state["peak_memory_mib"] = max(state.get("peak_memory_mib", 0.0), peak_memory_mib())
+        state.epoch = epoch + 1
+        state.peak_memory_mib = max(state.peak_memory_mib, peak_memory_mib())
         if ckpt:
-            _save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
+            save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
     bar.close()
     load_trainable_state(model, best_weights)
     model.eval()
-    history = pd.DataFrame(state["history"])
-    stats = {"train_time_s": round(state["train_time"], 2), "train_tokens": state["tokens"],
-             "tokens_per_s": round(state["tokens"] / max(state["train_time"], 1e-9), 1),
-             "updates": state["update"], "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
-             "best_eval_loss": state["best"], "mixed_precision": accelerator.mixed_precision,
-             "peak_memory_mib": round(state.get("peak_memory_mib", 0.0), 1) or None,
-             "device": str(device)}
+    history = pd.DataFrame(state.history)
+    start_loss = state.history[0]["eval_loss"]
+    stats = {"train_time_s": round(state.train_time, 2), "train_tokens": state.tokens,
+             "tokens_per_s": round(state.tokens / max(state.train_time, 1e-9), 1),
+             "updates": state.update, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
+             "best_eval_loss": state.best, "start_eval_loss": start_loss,
+             "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": accelerator.mixed_precision,
+             "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device)}
+    if not stats["learned"]:
+        print(f"did not learn: the best validation loss ({state.best:.4f}) never beat the starting value "
+              f"({start_loss:.4f}); the results are recorded as 'did not learn'.")
     return history, stats
-
-
-def _save_checkpoint(folder: Path, model, optimizer, best_weights, state) -> None:
-    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
-    opt_tensors, groups = _optimizer_tensors(optimizer)
-    tensors.update(opt_tensors)
-    atomic_write_safetensors(tensors, folder / "last.safetensors")
-    atomic_write_safetensors(best_weights, folder / "best.safetensors")
-    atomic_write_json({**state, "optimizer": groups}, folder / "state.json")

@@ -69,3 +69,19 @@ def train_steps(model, steps: int = 8, lr: float = 1e-2, batch=None) -> list[flo
 @pytest.fixture(scope="session")
 def tokenizer():
     return load_tokenizer(get_profile("smoke"))
+
+
+@torch.no_grad()
+def greedy_reference(model, prompt: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
+    """A plain greedy loop, one sequence, no cache, no padding: the yardstick for batched cached generation."""
+    from peft_helpers import model_logits
+
+    device = next(model.parameters()).device
+    ids, new = list(prompt), []
+    for _ in range(max_new_tokens):
+        token = int(model_logits(model, torch.tensor([ids], device=device))[0, -1].argmax())
+        if token == eos_id:
+            break
+        ids.append(token)
+        new.append(token)
+    return new

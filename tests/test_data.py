@@ -80,7 +80,8 @@ def test_aclsum_files_are_read_as_document_and_summary(tmp_path):
 def test_real_aclsum_splits_have_the_design_sizes():
     splits, report = load_splits(get_profile("smollm2-aclsum"))
     assert {k: len(v) for k, v in splits.items()} == {"train": 100, "validation": 50, "test": 100}
-    assert all(r["dropped"] == {} for r in report.values())
+    assert all(report[split]["dropped"] == {} for split in splits)
+    assert all(counts == {"same id": 0, "same document": 0} for counts in report["overlaps"].values())
 
 
 def test_context_overflow_is_a_clear_error():

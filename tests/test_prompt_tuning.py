@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from conftest import make_gpt2, make_llama, toy_batch, train_steps
+from conftest import greedy_reference, make_gpt2, make_llama, toy_batch, train_steps
 from peft_helpers import (
-    AdapterError, ConfigError, GenerationConfig, SoftPromptModel, add_soft_prompt, fingerprint, greedy_reference,
+    AdapterError, ConfigError, GenerationConfig, SoftPromptModel, add_soft_prompt, fingerprint,
     model_logits, summary_loss,
 )
 from peft_helpers.evaluation import generate_ids
-from peft_helpers.methods import load_soft_prompt, save_weights
+from peft_helpers.methods import load_weights, save_weights
 
 
 def wrap(model, n=5, seed=0):
@@ -85,10 +85,10 @@ def test_saved_prompt_round_trips_and_wrong_shape_is_refused(tmp_path):
     save_weights(wrapped, tmp_path / "prompt.safetensors")
     other = wrap(make_gpt2(), n=5, seed=2)
     assert not torch.equal(other.prompt, wrapped.prompt)
-    load_soft_prompt(other, tmp_path / "prompt.safetensors")
+    load_weights(other, tmp_path / "prompt.safetensors")
     assert torch.equal(other.prompt, wrapped.prompt)
     with pytest.raises(AdapterError, match="shape"):
-        load_soft_prompt(wrap(make_gpt2(), n=7), tmp_path / "prompt.safetensors")
+        load_weights(wrap(make_gpt2(), n=7), tmp_path / "prompt.safetensors")
 
 
 def test_refuses_double_wrap_and_bad_length():

@@ -43,18 +43,18 @@ def test_interrupted_run_resumes_to_the_same_weights(setup, tmp_path, monkeypatc
     straight = build_model(setup, "prompt_tuning")
     training.train(straight, setup.splits, setup.pad_id, config, lr=3e-2, seed=0)
 
-    original = training._save_checkpoint
+    original = training.save_checkpoint
 
     def save_then_crash(*args, **kwargs):
         original(*args, **kwargs)
         raise KeyboardInterrupt("simulated crash after the first checkpoint")
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
     interrupted = build_model(setup, "prompt_tuning")
     with pytest.raises(KeyboardInterrupt):
         training.train(interrupted, setup.splits, setup.pad_id, config, lr=3e-2, seed=0,
                        checkpoint_dir=tmp_path, config_hash="h")
-    monkeypatch.setattr(training, "_save_checkpoint", original)
+    monkeypatch.setattr(training, "save_checkpoint", original)
     resumed = build_model(setup, "prompt_tuning")
     history, stats = training.train(resumed, setup.splits, setup.pad_id, config, lr=3e-2, seed=0,
                                     checkpoint_dir=tmp_path, config_hash="h")
@@ -104,8 +104,8 @@ def test_search_records_validation_losses_and_notebook_runs_resume_from_its_chec
     assert len({r["training hash"] for r in rows}) == 2
     # the default setting was searched, so the notebook path finds its finished checkpoint and trains nothing
     calls = []
-    original = training._save_checkpoint
-    monkeypatch.setattr(training, "_save_checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
     fresh = prepare(profile)
     result = run_method(fresh, "lora", build_model(fresh, "lora"))
     assert calls == []
