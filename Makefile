@@ -4,21 +4,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: setup run test unit bench clean
+.PHONY: setup run report test unit bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-offline.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-offline.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-offline.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 # All five notebooks top to bottom, then report/report.pdf (PROFILE=auto|smollm2-aclsum|gpt2-cnndm|smoke).
 run: setup
 	$(PY) -m peft_helpers.run_notebooks --profile $(PROFILE)
+
+# Figures and report/report.pdf rebuilt from the committed results/ (no training; under a minute).
+report: setup
+	$(PY) -m peft_helpers.report
 
 # Unit tests, then the notebooks under nbval in the smoke profile.
 test: setup

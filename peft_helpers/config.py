@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
+COMMITTED_PROFILE = "smollm2-aclsum"  # the one profile whose notebooks, results, figures and report are in git
 PLAIN_PROGRESS = "PEFT_PLAIN_PROGRESS"  # set by the batch runner: text bars survive in saved notebooks
 METHODS = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora")
 

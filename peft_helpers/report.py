@@ -8,6 +8,7 @@ to PDF (fpdf2, DejaVu from matplotlib's own fonts so any text renders).
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from .config import COMMITTED_PROFILE, METHODS
 from .results import ResultsError, atomic_write_text, load_results, read_json, results_dir
 
 LABELS = {
@@ -30,21 +32,31 @@ ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "r
 
 
 def output_dirs(profile_name: str) -> tuple[Path, Path]:
-    """(figures, report) folders: the top-level ones, except for the smoke profile (tests)."""
-    if profile_name == "smoke":
-        base = results_dir("smoke", "").parent / "smoke"
+    """(figures, report) folders: the top-level ones for the committed profile, else ``results/<profile>/``.
+
+    Only the profile whose outputs are committed writes the tracked
+    ``figures/`` and ``report/``; tests and other profiles never touch them.
+    """
+    if profile_name != COMMITTED_PROFILE:
+        base = results_dir(profile_name, "").parent / profile_name
         return base / "figures", base / "report"
     return Path("figures"), Path("report")
 
 
-def collect(profile_name: str, methods, root="results") -> dict[str, dict]:
-    """Results of every method that has them; a clear message for each one that does not."""
+def collect(profile_name: str, methods, root="results", strict: bool = False) -> dict[str, dict]:
+    """Results of every method that has them; a clear message for each one that does not.
+
+    With ``strict``, one missing or unreadable method raises ``ResultsError``
+    naming every such method, its file and the notebook to run.
+    """
     found, missing = {}, []
     for method in methods:
         try:
             found[method] = load_results(profile_name, method, root)
         except ResultsError as err:
             missing.append(str(err))
+    if strict and missing:
+        raise ResultsError("the report needs every method's results; nothing was written. " + " ".join(missing))
     for message in missing:
         print("missing:", message)
     if not found:
@@ -61,7 +73,7 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for method, res in results.items():
         m = res["metrics"]
-        row = {"method": LABELS[method]}
+        row = {"method": LABELS[method] + (" (did not learn)" if m.get("learned") is False else "")}
         for key, name in ROUGE_NAMES.items():
             row[name] = _interval(m["rouge"][key])
         row.update({
@@ -443,15 +455,41 @@ def _parity_blocks(profile_name: str) -> list[tuple]:
 
 
 def build_report(profile_name: str, root="results", theory: Path = Path("report/theory.md")) -> Path:
-    """Write report.md and report.pdf (with the figures they show) from ``results/`` alone."""
-    results = collect(profile_name, ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora"), root)
+    """Write report.md and report.pdf (with the figures they show) from ``results/`` alone.
+
+    Built completely or not at all: every method's results are read first
+    (a missing or unreadable one raises ``ResultsError`` naming it, and the
+    previous report stays), then the figures and both files are made in a
+    temporary folder and moved into place.
+    """
+    import shutil
+    import tempfile
+
+    results = collect(profile_name, METHODS, root, strict=True)
     figures, report = output_dirs(profile_name)
+    report.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
+        tmp_figures, tmp_report = Path(tmp) / "figures", Path(tmp) / "report"
+        tmp_report.mkdir()
+        blocks = report_blocks(profile_name, results, tmp_figures, theory)
+        atomic_write_text(to_markdown(blocks), tmp_report / "report.md")
+        to_pdf(blocks, tmp_report / "report.pdf", base=tmp_report)
+        for made in sorted(tmp_figures.iterdir()):
+            shutil.move(str(made), figures / made.name)  # same file system: a rename
+        shutil.move(str(tmp_report / "report.md"), report / "report.md")
+        shutil.move(str(tmp_report / "report.pdf"), report / "report.pdf")
+    return report / "report.pdf"
+
+
+def report_blocks(profile_name: str, results: dict[str, dict], figures: Path, theory: Path) -> list[tuple]:
+    """The report as blocks; draws its figures into ``figures`` (a folder beside the report's)."""
     plot_loss_curves(results, figures / "loss_curves.png")
     plot_rouge(results, figures / "rouge.png")
     plt.close("all")
     table = comparison_table(results)
     config = next(iter(results.values()))["config"]
-    rel = Path("../figures")  # figures/ sits beside report/ in both layouts
+    rel = Path("../figures")  # figures/ sits beside report/ in every layout
     blocks: list[tuple] = [
         ("h1", "Parameter-efficient fine-tuning for summarization: prompt tuning, last-layer tuning, LoRA"),
         ("p", f"Profile {profile_name}: every number below was produced by the notebooks in notebooks/ on this "
@@ -478,6 +516,28 @@ def build_report(profile_name: str, root="results", theory: Path = Path("report/
     if Path(theory).exists():
         blocks += read_markdown_blocks(theory, results)
     blocks += _parity_blocks(profile_name)
-    report.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(to_markdown(blocks), report / "report.md")
-    return to_pdf(blocks, report / "report.pdf", base=report)
+    return blocks
+
+
+def main(argv=None) -> int:
+    """``make report``: figures and report/report.pdf from the committed results/, training nothing."""
+    import argparse
+    import time
+
+    from .config import COMMITTED_PROFILE
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", default=COMMITTED_PROFILE)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        pdf = build_report(args.profile)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {pdf} and its figures from results/{args.profile}/ in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

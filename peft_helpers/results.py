@@ -211,8 +211,25 @@ def read_safetensors(path: Path, method: str = "", metadata: bool = False):
     return (tensors, extra) if metadata else tensors
 
 
+METRIC_KEYS = ("eval_loss", "test_loss", "rouge", "trainable_params", "total_params", "trainable_percent",
+               "peak_memory_mib", "hit_cap", "n_test")
+PREDICTION_KEYS = ("id", "reference", "prediction")
+HISTORY_COLUMNS = ("step", "epoch", "train_loss", "eval_loss")
+
+
+def _check_fields(path: Path, method: str, present, required) -> None:
+    absent = [k for k in required if k not in present]
+    if absent:
+        raise ResultsError(f"{path} lacks {absent}: it is from an older or broken run; re-run "
+                           f"notebooks/{NOTEBOOK_OF.get(method, '')} for {method!r}.")
+
+
 def load_results(profile_name: str, method: str, root: str | Path = "results") -> dict:
-    """``metrics``, ``config``, ``history`` (DataFrame or None) and ``predictions`` of one finished method."""
+    """``metrics``, ``config``, ``history`` (DataFrame or None) and ``predictions`` of one finished method.
+
+    Every file is checked for the fields the comparison reads, so a broken
+    file fails here, naming itself, rather than deep inside a plot.
+    """
     if method not in METHODS:
         raise ResultsError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     folder = results_dir(profile_name, method, root)
@@ -222,6 +239,15 @@ def load_results(profile_name: str, method: str, root: str | Path = "results") -
         "predictions": read_jsonl(folder / "predictions.jsonl", method),
         "history": None,
     }
+    _check_fields(folder / "metrics.json", method, out["metrics"], METRIC_KEYS)
+    rouge = out["metrics"]["rouge"]
+    _check_fields(folder / "metrics.json", method, rouge if isinstance(rouge, dict) else {},
+                  ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    if not out["predictions"]:
+        raise ResultsError(f"{folder / 'predictions.jsonl'} is empty; re-run notebooks/{NOTEBOOK_OF[method]}.")
+    for row in out["predictions"]:
+        _check_fields(folder / "predictions.jsonl", method, row, PREDICTION_KEYS)
     if method != "zero_shot":
         out["history"] = read_csv(folder / "history.csv", method)
+        _check_fields(folder / "history.csv", method, out["history"].columns, HISTORY_COLUMNS)
     return out

@@ -1,9 +1,14 @@
-"""The main job: run the five notebooks in order, in place, then check the report exists.
+"""The main job: run the five notebooks in order, then check the report exists.
 
     python -m peft_helpers.run_notebooks --profile auto
 
 ``auto`` is resolved once here (one hub check) and the concrete profile is
-passed to every notebook through ``PEFT_PROFILE``.
+passed to every notebook through ``PEFT_PROFILE``. Cell outputs (training
+and generation bars, "training, because ..." lines) stream to the terminal
+as they happen. Executed notebooks are saved in place only for the profile
+whose outputs are committed, and only when they ran to the end; other
+profiles, and a notebook that failed, are saved under
+``results/<profile>/notebooks/`` (not tracked), so no tracked file changes.
 """
 
 from __future__ import annotations
@@ -17,24 +22,69 @@ from pathlib import Path
 NOTEBOOKS = ("00_data_prep", "01_prompt_tuning", "02_last_layer_ft", "03_lora", "04_comparison")
 
 
-def run_notebook(path: Path, timeout: int) -> float:
-    """Execute one notebook with its folder as the working directory and save its outputs in place."""
-    import nbformat
+def collapse(text: str) -> str:
+    """What a terminal would show: each line keeps only what follows its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _client_class():
     from nbclient import NotebookClient
+    from nbformat import NotebookNode
+
+    class StreamingClient(NotebookClient):
+        """Echoes stream output to this terminal as it arrives, and keeps one stream output per cell and name.
+
+        A progress bar redraws itself with carriage returns; in the saved
+        notebook it leaves its final line, not one output per redraw.
+        """
+
+        def output(self, outs, msg, display_id, cell_index):
+            if msg["msg_type"] != "stream":
+                return super().output(outs, msg, display_id, cell_index)
+            name, text = msg["content"]["name"], msg["content"]["text"]
+            terminal = sys.stdout if name == "stdout" else sys.stderr
+            terminal.write(text)
+            terminal.flush()
+            if outs and outs[-1].get("output_type") == "stream" and outs[-1].get("name") == name:
+                outs[-1]["text"] = collapse(outs[-1]["text"] + text)
+                return outs[-1]
+            out = NotebookNode(output_type="stream", name=name, text=collapse(text))
+            outs.append(out)
+            return out
+
+    return StreamingClient
+
+
+def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
+    """Execute one notebook with its folder as the working directory; save it to ``target`` if it ran through.
+
+    On an error the executed copy goes to ``failed`` (to show where it
+    stopped) and ``target`` keeps what it held before.
+    """
+    import nbformat
 
     notebook = nbformat.read(path, as_version=4)
+    code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
     started = time.perf_counter()
 
-    def report_cell(cell, cell_index, **_):
-        if cell.cell_type == "code":
-            print(f"  {path.stem} cell {cell_index}: done at {time.perf_counter() - started:.0f} s", flush=True)
+    def announce(cell, cell_index, **_):
+        first = next((line for line in cell.source.splitlines() if line and not line.startswith("#")), "")
+        print(f"\n[{path.stem} · cell {code_cells.index(cell_index) + 1}/{len(code_cells)} · "
+              f"{time.perf_counter() - started:.0f} s] {first[:90]}", flush=True)
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", on_cell_executed=report_cell,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = _client_class()(notebook, timeout=timeout, kernel_name="python3", on_cell_execute=announce,
+                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
-    finally:
-        nbformat.write(notebook, path)  # keep what ran, even on failure, to show where it stopped
+    except BaseException:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, failed)
+        print(f"\n{path.stem} stopped; the executed copy is {failed} ({target} is unchanged)", file=sys.stderr)
+        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    nbformat.write(notebook, tmp)
+    tmp.replace(target)
     return time.perf_counter() - started
 
 
@@ -45,19 +95,24 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds per cell")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    from peft_helpers.config import PLAIN_PROGRESS, get_profile
+    from peft_helpers.config import COMMITTED_PROFILE, PLAIN_PROGRESS, get_profile
     from peft_helpers.report import output_dirs
 
     profile = get_profile(args.profile)
     os.environ["PEFT_PROFILE"] = profile.name
     os.environ[PLAIN_PROGRESS] = "1"  # widget bars would be saved as "0%" placeholders
-    print(f"running the notebooks on profile {profile.name}", flush=True)
-    total = time.perf_counter()
+    in_place = profile.name == COMMITTED_PROFILE
+    copies = root / "results" / profile.name / "notebooks"
+    print(f"running the notebooks on profile {profile.name}; executed notebooks go to "
+          f"{'notebooks/ (committed)' if in_place else copies}", flush=True)
+    total, timings = time.perf_counter(), {}
     for name in args.only or NOTEBOOKS:
-        seconds = run_notebook(root / "notebooks" / f"{name}.ipynb", args.timeout)
-        print(f"{name}: {seconds:.0f} s", flush=True)
+        source = root / "notebooks" / f"{name}.ipynb"
+        target = source if in_place else copies / f"{name}.ipynb"
+        timings[name] = run_notebook(source, target, copies / f"{name}.failed.ipynb", args.timeout)
+        print(f"\n{name}: {timings[name]:.0f} s", flush=True)
     report = root / output_dirs(profile.name)[1] / "report.pdf"
+    print("\nwall time per notebook: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     print(f"all done in {time.perf_counter() - total:.0f} s; report: {report}", flush=True)
     return 0 if report.exists() else 1
 
