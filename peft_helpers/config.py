@@ -53,6 +53,11 @@ def _positive(name: str, value) -> None:
     _real(name, value)
 
 
+def _learning_rate(name: str, value) -> None:
+    # above 10 AdamW's step overflows float32 arithmetic (torch raises deep inside the optimizer)
+    _real(name, value, high=10.0, high_open=False)
+
+
 def _epoch_budget(epochs) -> None:
     if epochs is not None:
         _integer("epochs", epochs)
@@ -78,7 +83,7 @@ class PromptTuningConfig:
     def __post_init__(self) -> None:
         _integer("prompt length n_tokens", self.n_tokens)
         _text("init_text", self.init_text, optional=True)
-        _positive("prompt tuning lr", self.lr)
+        _learning_rate("prompt tuning lr", self.lr)
         _epoch_budget(self.epochs)
 
 
@@ -92,7 +97,7 @@ class LastLayerConfig:
 
     def __post_init__(self) -> None:
         _integer("n_blocks", self.n_blocks, minimum=0)
-        _positive("last-layer lr", self.lr)
+        _learning_rate("last-layer lr", self.lr)
         _epoch_budget(self.epochs)
 
 
@@ -110,7 +115,7 @@ class LoRAConfig:
     def __post_init__(self) -> None:
         _integer("LoRA rank r", self.r)
         _positive("LoRA alpha", self.alpha)
-        _positive("LoRA lr", self.lr)
+        _learning_rate("LoRA lr", self.lr)
         _epoch_budget(self.epochs)
         _real("LoRA dropout", self.dropout, low=0.0, low_open=False, high=1.0)
         if isinstance(self.targets, str) or not all(isinstance(t, str) and t for t in self.targets):

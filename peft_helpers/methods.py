@@ -113,8 +113,8 @@ def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str |
         raise AdapterError("this model already has a soft prompt; load a fresh base model first.")
     if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens <= 0:
         raise ConfigError(f"prompt length must be a positive integer, got {n_tokens!r}.")
-    freeze(model)
     _claim(model, "prompt_tuning")
+    freeze(model)
     embedding = model.get_input_embeddings().weight  # (V, d)
     if init_text:
         ids = tokenizer(init_text, add_special_tokens=False)["input_ids"]
@@ -231,8 +231,8 @@ def add_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
             f"LoRA target(s) {not_layers} name modules that are not linear layers; candidates: "
             f"{', '.join(_candidate_names(model))}."
         )
-    freeze(model)
     _claim(model, "lora")
+    freeze(model)
     for name, module in matches:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -347,8 +347,8 @@ def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
     blocks = transformer_blocks(model)
     if n_blocks > len(blocks):
         raise ConfigError(f"n_blocks={n_blocks} but the model has only {len(blocks)} blocks.")
-    freeze(model)
     _claim(model, "last_layer" if n_blocks == 0 else "last_blocks")
+    freeze(model)
     if n_blocks == 0:
         head = model.get_output_embeddings()
         head.weight = nn.Parameter(head.weight.detach().clone())

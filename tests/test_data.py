@@ -108,6 +108,7 @@ def test_profiles_and_bad_names(monkeypatch):
 def test_auto_falls_back_quickly_when_offline(monkeypatch, capsys):
     import time
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the caller's shell must not decide the outcome
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     started = time.perf_counter()
     profile = get_profile("auto")
