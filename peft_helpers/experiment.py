@@ -254,7 +254,10 @@ def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) ->
     params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
     train_peak = stats.get("peak_memory_mib") or peak_memory_mib()
     batch = profile.train.batch_size
-    val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
+    # a trained model holds its best weights, whose validation loss training already measured
+    val_loss = stats.get("best_eval_loss")
+    if val_loss is None:
+        val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
     test_loss = evaluate_loss(model, setup.splits["test"], setup.pad_id, batch, desc="test loss")
     started = time.perf_counter()
     predictions = generate_summaries(model, setup.tokenizer, setup.splits["test"], profile.generation,

@@ -17,6 +17,7 @@ import math
 import resource
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,126 @@ def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, d
         total, count = total + loss.item(), count + n.item()
     model.train(was_training)
     return total / max(count, 1)
+
+
+class _PassThrough(nn.Module):
+    """Stands in for a frozen block whose output is already cached: returns its input."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+class FrozenFeatures:
+    """What the frozen part of the model computes on a split, computed once and reused every epoch.
+
+    Last-layer tuning trains only the top of the model, so the frozen part
+    gives the same hidden states in every epoch (it has no dropout; see
+    ``frozen_depth``). With ``n_blocks == 0`` (the LM head alone) the cache
+    holds the final hidden states at the labelled positions; with
+    ``n_blocks == k`` it holds the input of the first trained block at every
+    position, and training runs only the last k blocks, the norm and the head.
+    """
+
+    def __init__(self, model: nn.Module, dataset, pad_id: int, batch_size: int, device, n_blocks: int, desc: str):
+        from .methods import transformer_blocks
+
+        self.n_blocks, lm, collate = n_blocks, language_model(model), TrainCollator(pad_id)
+        blocks = transformer_blocks(lm)
+        captured = []
+        hook = (blocks[len(blocks) - n_blocks].register_forward_pre_hook(
+            lambda module, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True) if n_blocks else None)
+        was_training = model.training
+        model.eval()
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+        try:
+            with torch.no_grad():
+                for start in progress(range(0, len(dataset), batch_size), desc=desc, leave=False):
+                    batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    captured.clear()
+                    hidden = lm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                           use_cache=False).last_hidden_state
+                    lengths, labels = batch["attention_mask"].sum(1).tolist(), batch["labels"]
+                    for b, length in enumerate(lengths):
+                        if n_blocks:  # (block input over the row's real positions, its labels)
+                            self.rows.append((captured[0][b, :length].clone(), labels[b, :length].clone()))
+                        else:  # (final hidden states where a label follows, those labels)
+                            keep = labels[b, 1:] != -100
+                            self.rows.append((hidden[b, :-1][keep].clone(), labels[b, 1:][keep].clone()))
+        finally:
+            if hook:
+                hook.remove()
+            model.train(was_training)
+
+    @staticmethod
+    def frozen_depth(model: nn.Module) -> int | None:
+        """k when exactly the last k blocks + final norm train (0: the head alone) and nothing frozen is random."""
+        from .methods import final_norm, transformer_blocks
+
+        lm = language_model(model)
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
+        if any(isinstance(m, nn.Dropout) and m.p > 0 for m in lm.modules()):
+            return None
+        if getattr(lm.config, "attention_dropout", 0.0) or getattr(lm.config, "hidden_dropout", 0.0):
+            return None
+        if trainable == {id(lm.get_output_embeddings().weight)}:
+            return 0
+        if getattr(lm.config, "model_type", "") != "llama":  # replaying cached block inputs is checked on Llama only
+            return None
+        blocks = transformer_blocks(lm)
+        for k in range(1, len(blocks)):
+            top = {id(p) for module in [*blocks[-k:], final_norm(lm)] for p in module.parameters()}
+            if trainable == top:
+                return k
+        return None
+
+    @contextmanager
+    def _without_frozen_blocks(self, model: nn.Module):
+        from .methods import transformer_blocks
+
+        blocks = transformer_blocks(language_model(model))
+        frozen = len(blocks) - self.n_blocks
+        kept = [blocks[i] for i in range(frozen)]
+        for i in range(frozen):
+            blocks[i] = _PassThrough()
+        try:
+            yield
+        finally:
+            for i, block in enumerate(kept):
+                blocks[i] = block
+
+    def loss(self, model: nn.Module, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over the labelled positions of rows ``indices``, and their count (as ``summary_loss``)."""
+        lm = language_model(model)
+        head = lm.get_output_embeddings()
+        if not self.n_blocks:
+            features = torch.cat([self.rows[i][0] for i in indices])
+            targets = torch.cat([self.rows[i][1] for i in indices])
+            return F.cross_entropy(head(features).float(), targets, reduction="sum"), torch.tensor(len(targets))
+        rows = [self.rows[i] for i in indices]
+        length, width = max(len(r[1]) for r in rows), rows[0][0].shape[1]
+        inputs = rows[0][0].new_zeros(len(rows), length, width)  # (B, T, d); padding after each row, masked
+        labels = rows[0][1].new_full((len(rows), length), -100)
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=inputs.device)
+        for b, (hidden, row_labels) in enumerate(rows):
+            inputs[b, :len(row_labels)], labels[b, :len(row_labels)], mask[b, :len(row_labels)] = hidden, row_labels, 1
+        with self._without_frozen_blocks(model):
+            hidden = lm.base_model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != -100
+        return F.cross_entropy(head(hidden[:, :-1][keep]).float(), targets[keep], reduction="sum"), keep.sum()
+
+    def mean_loss(self, model: nn.Module, batch_size: int) -> float:
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(self.rows), batch_size):
+                loss, n = self.loss(model, range(start, min(start + batch_size, len(self.rows))))
+                total, count = total + loss.item(), count + int(n)
+        model.train(was_training)
+        return total / max(count, 1)
 
 
 def pick_precision(precision: str) -> str:
@@ -256,8 +377,19 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                 scheduler.step()
         print(f"resuming from {ckpt} after epoch {state.epoch} ({state.update} updates)")
 
+    features, depth = None, FrozenFeatures.frozen_depth(model)
+    if depth is not None:
+        started = time.perf_counter()
+        features = {split: FrozenFeatures(model, splits[split], pad_id, config.batch_size, device, depth,
+                                          f"frozen part ({split})") for split in ("train", "validation")}
+        state.train_time += time.perf_counter() - started
+        print(f"the frozen part of the model was run once on train and validation "
+              f"({time.perf_counter() - started:.0f} s); each epoch trains the top "
+              f"{'(the LM head)' if depth == 0 else f'{depth} block(s), the norm and the head'} on its output")
+
     def evaluate(epoch_float: float, train_loss: float) -> None:
-        eval_loss = evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False)
+        eval_loss = (features["validation"].mean_loss(model, config.batch_size) if features else
+                     evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False))
         _check_finite(eval_loss, "the validation loss", state, lr)
         state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
                               "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
@@ -280,11 +412,14 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
         torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
         losses, started = [], time.perf_counter()
         for i in range(per_epoch):
-            rows = [splits["train"][j] for j in order[i * config.batch_size:(i + 1) * config.batch_size]]
-            batch = {k: v.to(device) for k, v in collate(rows).items()}
+            indices = order[i * config.batch_size:(i + 1) * config.batch_size]
+            rows = [splits["train"][j] for j in indices]
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss_sum, count = summary_loss(model, batch)
+                    if features:
+                        loss_sum, count = features["train"].loss(model, indices)
+                    else:
+                        loss_sum, count = summary_loss(model, {k: v.to(device) for k, v in collate(rows).items()})
                     loss = loss_sum / count.clamp(min=1)
                 losses.append(loss.item())
                 _check_finite(losses[-1], "the training loss", state, lr)
@@ -296,7 +431,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                 if accelerator.sync_gradients:
                     scheduler.step()
                     state.update += 1
-            state.tokens += int(batch["attention_mask"].sum())
+            state.tokens += sum(len(r["prompt_ids"]) + len(r["target_ids"]) for r in rows)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", best_val=f"{state.best:.3f}")
             if i + 1 in eval_points:
@@ -321,7 +456,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
              "updates": state.update, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
              "best_eval_loss": state.best, "start_eval_loss": start_loss,
              "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": accelerator.mixed_precision,
-             "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device)}
+             "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device),
+             "cached_features": features is not None}
     if not stats["learned"]:
         print(f"did not learn: the best validation loss ({state.best:.4f}) never beat the starting value "
               f"({start_loss:.4f}); the results are recorded as 'did not learn'.")

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from conftest import make_gpt2, make_llama, toy_batch, train_steps
-from peft_helpers import AdapterError, ConfigError, fingerprint, model_logits, prepare_last_layer, summary_loss
+from transformers import GPT2LMHeadModel
+
+from peft_helpers import (
+    AdapterError, ConfigError, LoRAConfig, add_lora, fingerprint, model_logits, prepare_last_layer, summary_loss,
+)
+from peft_helpers.data import tiny_gpt2_config
+from peft_helpers.methods import transformer_blocks
 
 
 def test_head_is_untied_and_alone_trainable(make_model):
@@ -58,3 +64,51 @@ def test_refuses_twice_and_bad_block_count():
         prepare_last_layer(make_gpt2(), n_blocks=3)
     with pytest.raises(ConfigError):
         prepare_last_layer(make_gpt2(), n_blocks=-1)
+
+
+def rows(seed: int = 3, n: int = 6, vocab: int = 100):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        p, t = 5 + (i * 3) % 7, 2 + i % 4  # lengths differ, so batches carry padding
+        out.append({"prompt_ids": torch.randint(0, vocab, (p,), generator=g).tolist(),
+                    "target_ids": torch.randint(0, vocab, (t,), generator=g).tolist() + [vocab]})
+    return out
+
+
+@pytest.mark.parametrize("n_blocks", [0, 1])
+def test_cached_frozen_features_give_the_full_models_loss_and_gradients(n_blocks):
+    """Last-layer training on cached features of the frozen part is the same computation as the full forward."""
+    from peft_helpers import TrainCollator, summary_loss
+    from peft_helpers.training import FrozenFeatures
+
+    model = make_llama()
+    prepare_last_layer(model, n_blocks)
+    assert FrozenFeatures.frozen_depth(model) == n_blocks
+    data, blocks = rows(), list(transformer_blocks(model))
+    cache = FrozenFeatures(model, data, pad_id=100, batch_size=4, device="cpu", n_blocks=n_blocks, desc="test")
+    params = [p for p in model.parameters() if p.requires_grad]
+    for indices in ([0, 1, 2], [5, 3]):
+        full, n_full = summary_loss(model, TrainCollator(100)([data[i] for i in indices]))
+        full_grads = torch.autograd.grad(full, params)
+        cached, n_cached = cache.loss(model, indices)
+        cached_grads = torch.autograd.grad(cached, params)
+        assert int(n_full) == int(n_cached)
+        torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
+        for a, b in zip(cached_grads, full_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert all(a is b for a, b in zip(transformer_blocks(model), blocks))  # the frozen blocks are back in place
+
+
+def test_no_cache_where_the_frozen_part_is_random_or_trains():
+    from peft_helpers.training import FrozenFeatures
+
+    gpt2 = make_gpt2()  # the conftest GPT-2 has no dropout: the head alone may be cached
+    prepare_last_layer(gpt2, 0)
+    assert FrozenFeatures.frozen_depth(gpt2) == 0
+    with_dropout = GPT2LMHeadModel(tiny_gpt2_config(101))  # GPT-2's default dropout 0.1: features would differ
+    prepare_last_layer(with_dropout, 0)
+    assert FrozenFeatures.frozen_depth(with_dropout) is None
+    lora = make_llama()
+    add_lora(lora, LoRAConfig(r=2))
+    assert FrozenFeatures.frozen_depth(lora) is None
