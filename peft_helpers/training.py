@@ -371,6 +371,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     resumed = load_checkpoint(ckpt, model, optimizer.optimizer, config_hash) if ckpt else None
     if resumed:
         state, best_weights = resumed
+        resumed_after = state.epoch
         with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(state.update):
@@ -457,7 +458,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
              "best_eval_loss": state.best, "start_eval_loss": start_loss,
              "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": accelerator.mixed_precision,
              "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device),
-             "cached_features": features is not None}
+             "cached_features": features is not None, "resumed_after_epoch": resumed_after if resumed else 0}
     if not stats["learned"]:
         print(f"did not learn: the best validation loss ({state.best:.4f}) never beat the starting value "
               f"({start_loss:.4f}); the results are recorded as 'did not learn'.")
