@@ -110,8 +110,18 @@ def test_auto_falls_back_quickly_when_offline(monkeypatch, capsys):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the caller's shell must not decide the outcome
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # a GPU machine whose hub is unreachable
     started = time.perf_counter()
     profile = get_profile("auto")
     assert profile.name == "smollm2-aclsum"
     assert time.perf_counter() - started < 5
     assert "did not answer" in capsys.readouterr().out
+
+
+def test_auto_never_picks_the_course_profile_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("peft_helpers.config.hub_reachable", lambda: (True, "the hub answered"))
+    assert get_profile("auto").name == "smollm2-aclsum"
+    assert "no GPU" in capsys.readouterr().out
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert get_profile("auto").name == "gpt2-cnndm"
