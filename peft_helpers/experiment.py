@@ -80,7 +80,7 @@ def prepare(profile: Profile, data_root: str | Path = "data") -> Setup:
             saved = json.loads(meta.read_text())
             if saved.get("hash") == digest:
                 return Setup(profile, tokenizer, load_from_disk(str(folder / "splits")), saved["report"])
-        except (json.JSONDecodeError, OSError, KeyError, ValueError, FileNotFoundError):
+        except (json.JSONDecodeError, OSError, KeyError, ValueError):
             pass  # an unreadable cache is rebuilt below
     splits, report = load_splits(profile, raw)
     splits = tokenize_splits(splits, tokenizer, profile)

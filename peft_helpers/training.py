@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig, progress
 from .data import TrainCollator
-from .methods import SoftPromptModel, load_trainable_state, trainable_state
+from .methods import SoftPromptModel, final_norm, load_trainable_state, trainable_state, transformer_blocks
 from .results import ResultsError, atomic_write_safetensors, read_safetensors
 
 
@@ -128,8 +128,6 @@ class FrozenFeatures:
     """
 
     def __init__(self, model: nn.Module, dataset, pad_id: int, batch_size: int, device, n_blocks: int, desc: str):
-        from .methods import transformer_blocks
-
         self.n_blocks, lm, collate = n_blocks, language_model(model), TrainCollator(pad_id)
         blocks = transformer_blocks(lm)
         captured = []
@@ -162,8 +160,6 @@ class FrozenFeatures:
     @staticmethod
     def frozen_depth(model: nn.Module) -> int | None:
         """k when exactly the last k blocks + final norm train (0: the head alone) and nothing frozen is random."""
-        from .methods import final_norm, transformer_blocks
-
         lm = language_model(model)
         trainable = {id(p) for p in model.parameters() if p.requires_grad}
         if any(isinstance(m, nn.Dropout) and m.p > 0 for m in lm.modules()):
@@ -183,8 +179,6 @@ class FrozenFeatures:
 
     @contextmanager
     def _without_frozen_blocks(self, model: nn.Module):
-        from .methods import transformer_blocks
-
         blocks = transformer_blocks(language_model(model))
         frozen = len(blocks) - self.n_blocks
         kept = [blocks[i] for i in range(frozen)]
