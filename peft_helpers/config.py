@@ -137,10 +137,16 @@ class TrainConfig:
     evals_per_epoch: int = 1  # validation-loss checks per epoch (early stopping reads them)
     patience: int = 2  # evaluations without improvement before stopping
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on GPU, fp32 on CPU)
+    # Rows per forward pass. A batch runs as length-sorted micro-batches whose gradients add up to the batch's
+    # (same loss, same update), so short rows are not padded to the longest. None: 2 on CPU (on a 2-core EPYC a
+    # step of 8 SmolLM2 rows ran 1.35x faster for prompt tuning and 1.4x for LoRA), the whole batch on GPU.
+    micro_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "epochs", "evals_per_epoch", "patience"):
             _integer(name, getattr(self, name))
+        if self.micro_batch_size is not None:
+            _integer("micro_batch_size", self.micro_batch_size)
         _real("warmup_ratio", self.warmup_ratio, low=0.0, low_open=False, high=1.0)
         _real("weight_decay", self.weight_decay, low=0.0, low_open=False)
         _positive("max_grad_norm", self.max_grad_norm)

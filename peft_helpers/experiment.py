@@ -160,6 +160,18 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> dict:
+    """The CPU features that decide fp32 vs bf16 speed (Linux; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+    except OSError:
+        pass
+    return {}
+
+
 def environment() -> dict:
     """Library versions and hardware, recorded with every result."""
     import accelerate
@@ -168,7 +180,7 @@ def environment() -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "datasets": datasets.__version__,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": _cpu_name()}
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": _cpu_name(), "cpu_flags": cpu_flags(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -258,7 +270,9 @@ def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) ->
     val_loss = stats.get("best_eval_loss")
     if val_loss is None:
         val_loss = evaluate_loss(model, setup.splits["validation"], setup.pad_id, batch, desc="validation loss")
+    started = time.perf_counter()
     test_loss = evaluate_loss(model, setup.splits["test"], setup.pad_id, batch, desc="test loss")
+    test_loss_s = time.perf_counter() - started
     started = time.perf_counter()
     predictions = generate_summaries(model, setup.tokenizer, setup.splits["test"], profile.generation,
                                      desc=f"generating ({method})")
@@ -270,7 +284,7 @@ def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) ->
         "method": method, "profile": profile.name, "eval_loss": val_loss, "test_loss": test_loss,
         "rouge": rouge, "trainable_params": params["trainable"], "total_params": params["total"],
         "trainable_percent": params["percent"], **stats, "peak_memory_mib": round(train_peak, 1),
-        "generation_s": round(generation_s, 2), "generated_tokens_per_s": round(new_tokens / generation_s, 1),
+        "test_loss_s": round(test_loss_s, 2), "generation_s": round(generation_s, 2), "generated_tokens_per_s": round(new_tokens / generation_s, 1),
         "mean_new_tokens": new_tokens / len(predictions),
         "hit_cap": sum(p["hit_cap"] for p in predictions), "n_test": len(predictions),
     }

@@ -14,6 +14,7 @@ profiles, and a notebook that failed, are saved under
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -88,6 +89,31 @@ def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
     return time.perf_counter() - started
 
 
+STAGES = ("train_time_s", "validation_s", "test_loss_s", "generation_s")
+
+
+def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], total_s: float, started: float) -> Path:
+    """``results/<profile>/timings.json``: this run's wall time per notebook and per method stage, with the CPU.
+
+    A method whose results were reused rather than made by this run is marked so (its stage times are older).
+    """
+    from peft_helpers.config import METHODS
+    from peft_helpers.experiment import environment
+    from peft_helpers.results import atomic_write_json, results_dir
+
+    methods = {}
+    for method in METHODS:
+        path = results_dir(profile_name, method, root / "results") / "metrics.json"
+        if path.exists():
+            metrics = json.loads(path.read_text())
+            methods[method] = {"made_by_this_run": path.stat().st_mtime >= started,
+                               **{stage: metrics.get(stage) for stage in STAGES}}
+    record = {"profile": profile_name, "total_s": round(total_s, 1),
+              "notebooks_s": {k: round(v, 1) for k, v in notebooks.items()}, "methods": methods,
+              "environment": environment()}
+    return atomic_write_json(record, root / "results" / profile_name / "timings.json")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=os.environ.get("PEFT_PROFILE", "auto"))
@@ -105,7 +131,7 @@ def main(argv=None) -> int:
     copies = root / "results" / profile.name / "notebooks"
     print(f"running the notebooks on profile {profile.name}; executed notebooks go to "
           f"{'notebooks/ (committed)' if in_place else copies}", flush=True)
-    total, timings = time.perf_counter(), {}
+    total, timings, started = time.perf_counter(), {}, time.time()
     for name in args.only or NOTEBOOKS:
         source = root / "notebooks" / f"{name}.ipynb"
         target = source if in_place else copies / f"{name}.ipynb"
@@ -114,6 +140,8 @@ def main(argv=None) -> int:
     report = root / output_dirs(profile.name)[1] / "report.pdf"
     print("\nwall time per notebook: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     print(f"all done in {time.perf_counter() - total:.0f} s; report: {report}", flush=True)
+    if args.only is None:  # a whole run: record where its time went
+        print(f"stage timings: {write_timings(root, profile.name, timings, time.perf_counter() - total, started)}")
     return 0 if report.exists() else 1
 
 

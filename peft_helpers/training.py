@@ -93,6 +93,34 @@ def model_logits(model: nn.Module, input_ids, attention_mask=None) -> torch.Tens
     return logits[:, logits.shape[1] - input_ids.shape[1]:]
 
 
+def row_length(row: dict) -> int:
+    """Tokens in a tokenized row (prompt and target)."""
+    return len(row["prompt_ids"]) + len(row["target_ids"])
+
+
+def by_length(indices, lengths) -> list[int]:
+    """``indices`` ordered by ``lengths[i]`` (stable): neighbours pad each other little."""
+    return sorted(indices, key=lambda i: lengths[i])
+
+
+def micro_batches(indices: list[int], lengths, size: int) -> list[list[int]]:
+    """A batch's row indices, sorted by length and cut into groups of ``size`` rows.
+
+    The batch's loss is the sum over its labelled tokens divided by their count,
+    so running the groups one by one and adding their gradients gives the
+    batch's gradient, with each group padded only to its own longest row.
+    """
+    ordered = by_length(indices, lengths)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def micro_batch_size(config: TrainConfig, device) -> int:
+    """Rows per forward pass: the setting, else 2 on CPU (less padding pays there) and the whole batch on GPU."""
+    if config.micro_batch_size:
+        return min(config.micro_batch_size, config.batch_size)
+    return config.batch_size if torch.device(device).type == "cuda" else min(2, config.batch_size)
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, device=None, desc="eval loss",
                   show: bool = True) -> float:
@@ -100,7 +128,9 @@ def evaluate_loss(model: nn.Module, dataset, pad_id: int, batch_size: int = 8, d
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=TrainCollator(pad_id))
+    order = by_length(range(len(dataset)), [row_length(r) for r in dataset])  # the sum does not depend on order
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=TrainCollator(pad_id))
     total, count = 0.0, 0
     for batch in progress(loader, desc=desc, leave=False, disable=not show):
         loss, n = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
@@ -136,22 +166,24 @@ class FrozenFeatures:
             with_kwargs=True) if n_blocks else None)
         was_training = model.training
         model.eval()
-        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = [None] * len(dataset)  # filled in length order
+        order = by_length(range(len(dataset)), [row_length(r) for r in dataset])
         try:
             with torch.no_grad():
-                for start in progress(range(0, len(dataset), batch_size), desc=desc, leave=False):
-                    batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+                for start in progress(range(0, len(order), batch_size), desc=desc, leave=False):
+                    chunk = order[start:start + batch_size]
+                    batch = collate([dataset[i] for i in chunk])
                     batch = {k: v.to(device) for k, v in batch.items()}
                     captured.clear()
                     hidden = lm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                            use_cache=False).last_hidden_state
                     lengths, labels = batch["attention_mask"].sum(1).tolist(), batch["labels"]
-                    for b, length in enumerate(lengths):
+                    for b, (index, length) in enumerate(zip(chunk, lengths)):
                         if n_blocks:  # (block input over the row's real positions, its labels)
-                            self.rows.append((captured[0][b, :length].clone(), labels[b, :length].clone()))
+                            self.rows[index] = (captured[0][b, :length].clone(), labels[b, :length].clone())
                         else:  # (final hidden states where a label follows, those labels)
                             keep = labels[b, 1:] != -100
-                            self.rows.append((hidden[b, :-1][keep].clone(), labels[b, 1:][keep].clone()))
+                            self.rows[index] = (hidden[b, :-1][keep].clone(), labels[b, 1:][keep].clone())
         finally:
             if hook:
                 hook.remove()
@@ -215,9 +247,10 @@ class FrozenFeatures:
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
+        order = by_length(range(len(self.rows)), [len(r[1]) for r in self.rows])
         with torch.no_grad():
-            for start in range(0, len(self.rows), batch_size):
-                loss, n = self.loss(model, range(start, min(start + batch_size, len(self.rows))))
+            for start in range(0, len(order), batch_size):
+                loss, n = self.loss(model, order[start:start + batch_size])
                 total, count = total + loss.item(), count + int(n)
         model.train(was_training)
         return total / max(count, 1)
@@ -285,6 +318,7 @@ class TrainState:
     best: float = math.inf  # best validation loss so far
     since_best: int = 0  # evaluations without improvement
     train_time: float = 0.0
+    validation_time: float = 0.0  # the validation checks during training (not part of train_time)
     tokens: int = 0
     stopped_early: bool = False
     peak_memory_mib: float = 0.0
@@ -383,8 +417,10 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
               f"{'(the LM head)' if depth == 0 else f'{depth} block(s), the norm and the head'} on its output")
 
     def evaluate(epoch_float: float, train_loss: float) -> None:
+        started = time.perf_counter()
         eval_loss = (features["validation"].mean_loss(model, config.batch_size) if features else
                      evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False))
+        state.validation_time += time.perf_counter() - started
         _check_finite(eval_loss, "the validation loss", state, lr)
         state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
                               "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
@@ -398,6 +434,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     if not state.history:
         evaluate(0.0, float("nan"))  # the starting point of the loss curve
     collate = TrainCollator(pad_id)
+    micro = micro_batch_size(config, device)
+    lengths = [row_length(r) for r in splits["train"]]
     bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training",
                    unit="batch")
     while state.epoch < config.epochs and not state.stopped_early:
@@ -409,16 +447,21 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
         for i in range(per_epoch):
             indices = order[i * config.batch_size:(i + 1) * config.batch_size]
             rows = [splits["train"][j] for j in indices]
+            count = max(int((collate(rows)["labels"][:, 1:] != -100).sum()), 1)  # labelled tokens in the batch
             with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    if features:
-                        loss_sum, count = features["train"].loss(model, indices)
-                    else:
-                        loss_sum, count = summary_loss(model, {k: v.to(device) for k, v in collate(rows).items()})
-                    loss = loss_sum / count.clamp(min=1)
-                losses.append(loss.item())
-                _check_finite(losses[-1], "the training loss", state, lr)
-                accelerator.backward(loss)
+                batch_loss = 0.0
+                for part in micro_batches(indices, lengths, micro):
+                    with accelerator.autocast():
+                        if features:
+                            loss_sum, _ = features["train"].loss(model, part)
+                        else:
+                            batch = collate([splits["train"][j] for j in part])
+                            loss_sum, _ = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
+                        loss = loss_sum / count  # this part's share of the batch's mean loss
+                    batch_loss += loss.item()
+                    _check_finite(batch_loss, "the training loss", state, lr)
+                    accelerator.backward(loss)
+                losses.append(batch_loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
@@ -446,13 +489,13 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     model.eval()
     history = pd.DataFrame(state.history)
     start_loss = state.history[0]["eval_loss"]
-    stats = {"train_time_s": round(state.train_time, 2), "train_tokens": state.tokens,
+    stats = {"train_time_s": round(state.train_time, 2), "validation_s": round(state.validation_time, 2), "train_tokens": state.tokens,
              "tokens_per_s": round(state.tokens / max(state.train_time, 1e-9), 1),
              "updates": state.update, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
              "best_eval_loss": state.best, "start_eval_loss": start_loss,
              "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": accelerator.mixed_precision,
              "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device),
-             "cached_features": features is not None, "resumed_after_epoch": resumed_after if resumed else 0}
+             "cached_features": features is not None, "micro_batch_size": micro, "resumed_after_epoch": resumed_after if resumed else 0}
     if not stats["learned"]:
         print(f"did not learn: the best validation loss ({state.best:.4f}) never beat the starting value "
               f"({start_loss:.4f}); the results are recorded as 'did not learn'.")

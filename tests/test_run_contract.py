@@ -295,3 +295,26 @@ def test_rouge_lsum_scores_sentences_one_per_line():
     direct = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True).score(
         "The model is small.\nIt runs on a laptop.", "It runs on a laptop.\nThe model is small.")
     assert scores["rougeLsum"][0] == pytest.approx(direct["rougeLsum"].fmeasure)
+
+
+def test_a_whole_run_records_its_stage_timings_and_which_methods_it_made(tmp_path):
+    import os
+    import time
+
+    from peft_helpers.run_notebooks import write_timings
+
+    started = time.time() - 1  # the run began a second ago; its methods' metrics are written after
+    for method, seconds in (("zero_shot", 1.5), ("lora", 12.0)):
+        folder = tmp_path / "results" / "smoke" / method
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"train_time_s": seconds, "validation_s": 2.0,
+                                                         "test_loss_s": 3.0, "generation_s": 4.0}))
+    os.utime(tmp_path / "results" / "smoke" / "zero_shot" / "metrics.json", (started - 60, started - 60))  # older
+    path = write_timings(tmp_path, "smoke", {"00_data_prep": 3.04}, 30.0, started)
+    record = json.loads(path.read_text())
+    assert record["notebooks_s"] == {"00_data_prep": 3.0} and record["total_s"] == 30.0
+    assert record["methods"]["lora"] == {"made_by_this_run": True, "train_time_s": 12.0, "validation_s": 2.0,
+                                         "test_loss_s": 3.0, "generation_s": 4.0}
+    assert record["methods"]["zero_shot"]["made_by_this_run"] is False
+    assert set(record["methods"]) == {"zero_shot", "lora"}
+    assert record["environment"]["processor"] and "torch_threads" in record["environment"]

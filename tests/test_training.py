@@ -135,3 +135,34 @@ def test_a_method_can_have_its_own_epoch_budget(setup):
     config = dataclasses.replace(train_config(longer, "prompt_tuning"), patience=10)
     history, stats = training.train(model, setup.splits, setup.pad_id, config, lr=0.1, seed=0)
     assert history.epoch.max() == 3 and stats["epochs_run"] == 3
+
+
+def test_micro_batches_give_the_whole_batch_update(setup):
+    """Length-sorted micro-batches of 1, 2 or 4 rows: the same losses and the same weights as one batch of 4."""
+    import torch.nn as nn
+
+    weights, curves = {}, {}
+    for micro in (1, 2, 4):
+        model = build_model(setup, "prompt_tuning")
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0  # no random masks, so the three runs see identical arithmetic
+        config = TrainConfig(batch_size=4, epochs=2, evals_per_epoch=1, patience=10, micro_batch_size=micro)
+        history, stats = training.train(model, setup.splits, setup.pad_id, config, lr=3e-2, seed=0)
+        assert stats["micro_batch_size"] == micro
+        weights[micro], curves[micro] = trainable_state(model), history
+    for micro in (1, 2):
+        for name, value in weights[4].items():
+            torch.testing.assert_close(weights[micro][name], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.tensor(curves[micro].train_loss.iloc[1:].values),
+                                   torch.tensor(curves[4].train_loss.iloc[1:].values), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(weights[4]["prompt"], build_model(setup, "prompt_tuning").prompt.detach())  # it trained
+
+
+def test_micro_batches_sort_by_length_and_keep_every_row():
+    lengths = {0: 30, 1: 10, 2: 20, 3: 10, 4: 50}
+    parts = training.micro_batches([0, 1, 2, 3, 4], lengths, 2)
+    assert parts == [[1, 3], [2, 0], [4]]
+    assert training.micro_batch_size(TrainConfig(batch_size=8), "cpu") == 2
+    assert training.micro_batch_size(TrainConfig(batch_size=8), "cuda") == 8
+    assert training.micro_batch_size(TrainConfig(batch_size=4, micro_batch_size=16), "cpu") == 4
