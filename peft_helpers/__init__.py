@@ -4,8 +4,9 @@
 - Last-layer fine-tuning: only the LM head (or the last k blocks) trains.
 - LoRA: low-rank updates beside frozen weight matrices (Hu et al. 2021).
 
-Modules, in reading order: ``config`` (profiles), ``methods`` (the three
-methods), ``data`` (models, data, tokenization), ``training`` (one loop for
+Modules, in reading order: ``config`` (profiles, the method and model
+tables), ``progress`` (bars), ``models`` (models and tokenizers), ``methods``
+(the three methods), ``data`` (data, tokenization), ``training`` (one loop for
 all), ``evaluation`` (generation, ROUGE), ``results`` (files),
 ``experiment`` (one call per notebook step), ``report`` (table, plots, PDF).
 Command-line tools: ``run_notebooks`` (the main job), ``search`` (defaults by
@@ -17,12 +18,10 @@ from .config import (
     METHODS, PROFILES, ConfigError, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
     PromptTuningConfig, TrainConfig, get_profile, hub_reachable,
 )
-from .data import (
-    DataError, HubUnavailableError, TrainCollator, clean_rows, clean_text, encode_example, load_model,
-    load_splits, load_tokenizer,
-)
+from .data import DataError, TrainCollator, clean_rows, clean_text, encode_example, load_splits
 from .evaluation import generate_summaries, merged, rouge_per_example, rouge_summary
 from .experiment import Setup, build_model, describe, prepare, run_method
+from .models import HubUnavailableError, load_model, load_tokenizer
 from .methods import (
     AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, fingerprint,
     load_lora_adapter, merge_lora, parameter_report, prepare_last_layer, save_lora_adapter, unmerge_lora,

@@ -22,8 +22,57 @@ from dataclasses import dataclass, field
 
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
 COMMITTED_PROFILE = "smollm2-aclsum"  # the one profile whose notebooks, results, figures and report are in git
-PLAIN_PROGRESS = "PEFT_PLAIN_PROGRESS"  # set by the batch runner: text bars survive in saved notebooks
-METHODS = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora")
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the package knows about a method besides its code (which is in ``methods``): one row each."""
+
+    name: str
+    label: str  # in tables, plots and the report
+    color: str  # in every plot
+    notebook: str  # the notebook that makes its results
+    settings: str | None  # the Profile field holding its settings; None: nothing is trained
+    weights: str | None  # how its trained part is saved: "adapter" (a peft-format folder), "tensors" (one file)
+
+
+METHOD_TABLE = {m.name: m for m in (
+    Method("zero_shot", "zero-shot", "#7f7f7f", "04_comparison.ipynb", None, None),
+    Method("prompt_tuning", "prompt tuning", "#1f77b4", "01_prompt_tuning.ipynb", "prompt_tuning", "tensors"),
+    Method("last_layer", "last layer (LM head)", "#ff7f0e", "02_last_layer_ft.ipynb", "last_layer", "tensors"),
+    Method("last_blocks", "last blocks + norm", "#d62728", "02_last_layer_ft.ipynb", "last_blocks", "tensors"),
+    Method("lora", "LoRA", "#2ca02c", "03_lora.ipynb", "lora", "adapter"),
+)}
+METHODS = tuple(METHOD_TABLE)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model architecture (transformers' ``model_type``): the layer names LoRA can target."""
+
+    lora_default: tuple[str, ...]  # Hu et al. (2021, sec. 7.1) adapt the attention's query and value
+    all_projections: tuple[str, ...]  # every weight matrix in a block
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A ``Profile.model`` name: where the weights come from and which family it is."""
+
+    name: str
+    source: str  # the hub id (or what stands in for it), recorded with results and adapters
+    family: str
+
+
+FAMILIES = {
+    # GPT-2 fuses query, key and value in one Conv1D, c_attn, so its default adapts all three
+    "gpt2": Family(("c_attn",), ("c_attn", "c_proj", "c_fc")),
+    "llama": Family(("q_proj", "v_proj"), ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+}
+MODEL_TABLE = {m.name: m for m in (
+    ModelSpec("gpt2", "gpt2", "gpt2"),
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama"),
+    ModelSpec("tiny-gpt2", "tiny-gpt2", "gpt2"),
+)}
 
 
 class ConfigError(ValueError):
@@ -108,7 +157,7 @@ class LoRAConfig:
     r: int = 8
     alpha: float = 16.0  # Hu et al. sec. 4.1: scaling alpha/r lets r change without retuning lr
     dropout: float = 0.05
-    targets: tuple[str, ...] = ()  # empty: the model family's default (see DEFAULT_LORA_TARGETS)
+    targets: tuple[str, ...] = ()  # empty: the model family's default (FAMILIES[...].lora_default)
     lr: float = 1e-3
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
 
@@ -278,15 +327,6 @@ def _smoke() -> Profile:
 _BUILDERS = {"gpt2-cnndm": _gpt2_cnndm, "smollm2-aclsum": _smollm2_aclsum, "smoke": _smoke}
 
 
-def progress(*args, **kwargs):
-    """A tqdm bar: a widget in an interactive notebook, plain text under the batch runner and in scripts."""
-    if os.environ.get(PLAIN_PROGRESS):
-        from tqdm.std import tqdm
-    else:
-        from tqdm.auto import tqdm
-    return tqdm(*args, **kwargs)
-
-
 def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
     """Whether the Hugging Face hub answers, and why not when it does not."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
@@ -331,3 +371,9 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     return method
+
+
+def method_settings(profile: Profile, method: str):
+    """The settings section of ``method`` in ``profile`` (None for zero-shot)."""
+    field_name = METHOD_TABLE[check_method(method)].settings
+    return getattr(profile, field_name) if field_name else None

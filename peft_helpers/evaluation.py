@@ -18,9 +18,9 @@ import torch
 from rouge_score import rouge_scorer
 from torch import nn
 
-from .config import GenerationConfig, progress
-from .methods import SoftPromptModel, lora_layers, merge_lora, unmerge_lora
-from .training import language_model
+from .config import GenerationConfig
+from .progress import progress
+from .methods import embed_prompts, language_model, lora_layers, merge_lora, unmerge_lora
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -38,33 +38,14 @@ def merged(model: nn.Module):
             unmerge_lora(model)
 
 
-def prompt_embeddings(model: nn.Module, prompts: list[list[int]]):
-    """Left-padded input embeddings and mask; each row is [pad.., soft prompt, prompt ids]."""
-    lm = language_model(model)
-    table = lm.get_input_embeddings()
-    device = table.weight.device
-    rows = []
-    for ids in prompts:
-        embeds = table(torch.tensor(ids, device=device))  # (T_i, d)
-        if isinstance(model, SoftPromptModel):
-            embeds = torch.cat([model.prompt.to(embeds.dtype), embeds], dim=0)  # (n + T_i, d)
-        rows.append(embeds)
-    length = max(r.shape[0] for r in rows)
-    batch = rows[0].new_zeros(len(rows), length, rows[0].shape[1])  # (B, T, d)
-    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
-    for i, r in enumerate(rows):
-        batch[i, length - r.shape[0]:] = r
-        mask[i, length - r.shape[0]:] = 1
-    return batch, mask
-
-
 @torch.no_grad()
 def generate_ids(model: nn.Module, prompts: list[list[int]], settings: GenerationConfig, eos_id: int,
                  pad_id: int) -> list[list[int]]:
     """Generated token ids (eos and padding stripped) for each prompt, in one batch."""
     lm = language_model(model)
-    embeds, mask = prompt_embeddings(model, prompts)
-    with warnings.catch_warnings():  # "n-gram constraints only to newly generated tokens": intended, see above
+    embeds, mask = embed_prompts(model, prompts)
+    # transformers warns that with inputs_embeds the n-gram block sees only generated tokens: that is what we want
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
         out = lm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=settings.max_new_tokens,

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import ConfigError, Profile, TrainConfig, check_method
-from .data import check_context, load_model, load_splits, load_tokenizer, source_rows, tokenize_splits
+from .config import METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
+from .data import check_context, load_splits, source_rows, tokenize_splits
+from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
 from .methods import (
     AdapterError, add_lora, add_soft_prompt, load_lora_adapter, load_trainable_state, load_weights,
@@ -31,7 +32,6 @@ from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
 _INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
 _TRAINED = "_peft_helpers_trained"  # set once run_method has trained or loaded the model
-BASE_NAMES = {"gpt2": "gpt2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-gpt2": "tiny-gpt2"}
 
 
 @dataclass
@@ -93,15 +93,9 @@ def prepare(profile: Profile, data_root: str | Path = "data") -> Setup:
 def describe(setup: Setup) -> dict:
     """Profile, model, split sizes and device, as the first output of every notebook shows them."""
     p = setup.profile
-    return {"profile": p.name, "model": BASE_NAMES[p.model], "dataset": p.dataset,
+    return {"profile": p.name, "model": MODEL_TABLE[p.model].source, "dataset": p.dataset,
             "train/val/test": f"{len(setup.splits['train'])}/{len(setup.splits['validation'])}/{len(setup.splits['test'])}",
             "device": str(device()), "torch": torch.__version__}
-
-
-def method_settings(profile: Profile, method: str):
-    check_method(method)
-    return {"zero_shot": None, "prompt_tuning": profile.prompt_tuning, "last_layer": profile.last_layer,
-            "last_blocks": profile.last_blocks, "lora": profile.lora}[method]
 
 
 def train_config(profile: Profile, method: str) -> TrainConfig:
@@ -180,16 +174,18 @@ def environment() -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "datasets": datasets.__version__,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": _cpu_name(), "cpu_flags": cpu_flags(), "torch_threads": torch.get_num_threads()}
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": _cpu_name(),
+            "cpu_flags": cpu_flags(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
 def load_trained(model: nn.Module, folder: Path, method: str) -> None:
-    if method == "lora":
+    kind = METHOD_TABLE[method].weights
+    if kind == "adapter":
         load_lora_adapter(model, adapter_path(folder, method))
-    elif method != "zero_shot":
+    elif kind == "tensors":
         load_weights(model, adapter_path(folder, method))
 
 
@@ -240,7 +236,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     setattr(model, _TRAINED, True)
     metrics, predictions = evaluate_method(setup, method, model, stats)
     config = {"hash": digest, "method": method, "profile": profile.to_dict(), "environment": environment(),
-              "method_settings": None if method == "zero_shot" else dataclasses.asdict(method_settings(profile, method))}
+              "method_settings": dataclasses.asdict(settings) if (settings := method_settings(profile, method)) else None}
     save_results(folder, digest, method, model, profile, config, history, metrics, predictions)
     return {"metrics": metrics, "config": config, "history": history, "predictions": predictions}
 
@@ -284,7 +280,8 @@ def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) ->
         "method": method, "profile": profile.name, "eval_loss": val_loss, "test_loss": test_loss,
         "rouge": rouge, "trainable_params": params["trainable"], "total_params": params["total"],
         "trainable_percent": params["percent"], **stats, "peak_memory_mib": round(train_peak, 1),
-        "test_loss_s": round(test_loss_s, 2), "generation_s": round(generation_s, 2), "generated_tokens_per_s": round(new_tokens / generation_s, 1),
+        "test_loss_s": round(test_loss_s, 2), "generation_s": round(generation_s, 2),
+        "generated_tokens_per_s": round(new_tokens / generation_s, 1),
         "mean_new_tokens": new_tokens / len(predictions),
         "hit_cap": sum(p["hit_cap"] for p in predictions), "n_test": len(predictions),
     }
@@ -296,9 +293,10 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
     """Write the results folder as one unit (weights, config, history, predictions, metrics, completion record)."""
 
     def write(tmp: Path) -> None:
-        if method == "lora":
-            save_lora_adapter(model, adapter_path(tmp, method), profile.lora, BASE_NAMES[profile.model])
-        elif method != "zero_shot":
+        kind = METHOD_TABLE[method].weights
+        if kind == "adapter":
+            save_lora_adapter(model, adapter_path(tmp, method), profile.lora, MODEL_TABLE[profile.model].source)
+        elif kind == "tensors":
             save_weights(model, adapter_path(tmp, method))
         atomic_write_json(config, tmp / "config.json")
         if history is not None:

@@ -23,13 +23,10 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .config import ConfigError, LoRAConfig
+from .config import FAMILIES, ConfigError, LoRAConfig
 from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
 
 _MARK = "_peft_helpers_method"
-
-# Hu et al. (2021, sec. 7.1) adapt the query and value projections.
-DEFAULT_LORA_TARGETS = {"gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}
 
 
 class AdapterError(ValueError):
@@ -68,7 +65,13 @@ def parameter_report(model: nn.Module, verbose: bool = True) -> dict:
 
 
 class SoftPromptModel(nn.Module):
-    """A frozen causal LM with ``n`` trainable input vectors in front of every sequence."""
+    """A frozen causal LM with ``n`` trainable input vectors in front of every sequence.
+
+    Everything that knows about the soft prompt is in this section: the
+    wrapper, ``language_model`` (the LM inside), ``embed_batch`` (a
+    right-padded training batch) and ``embed_prompts`` (a left-padded
+    generation batch). Training and generation call those two for any model.
+    """
 
     def __init__(self, model: nn.Module, prompt: torch.Tensor):
         super().__init__()
@@ -92,13 +95,37 @@ class SoftPromptModel(nn.Module):
             labels = torch.cat([ignore, labels], dim=1)  # (B, n+T)
         return inputs_embeds, attention_mask, labels
 
-    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
-        """Logits over ``n + T`` positions, as ``peft``'s prompt tuning returns them."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        embeds = self.model.get_input_embeddings()(input_ids)  # 1. embed ids
-        embeds, attention_mask, labels = self.prepend(embeds, attention_mask, labels)  # 2-4.
-        return self.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+def language_model(model: nn.Module) -> nn.Module:
+    """The Hugging Face causal LM inside ``model`` (itself, or inside a soft-prompt wrapper)."""
+    return model.model if isinstance(model, SoftPromptModel) else model
+
+
+def embed_batch(model: nn.Module, input_ids, attention_mask, labels=None):
+    """Input embeddings of a right-padded batch, the soft prompt (if any) before each row; with mask and labels."""
+    embeds = language_model(model).get_input_embeddings()(input_ids)  # (B, T, d)
+    if isinstance(model, SoftPromptModel):
+        return model.prepend(embeds, attention_mask, labels)
+    return embeds, attention_mask, labels
+
+
+def embed_prompts(model: nn.Module, prompts: list[list[int]]):
+    """Left-padded input embeddings and mask for generation; each row is [pad.., soft prompt, prompt ids]."""
+    table = language_model(model).get_input_embeddings()
+    device = table.weight.device
+    rows = []
+    for ids in prompts:
+        embeds = table(torch.tensor(ids, device=device))  # (T_i, d)
+        if isinstance(model, SoftPromptModel):
+            embeds = torch.cat([model.prompt.to(embeds.dtype), embeds], dim=0)  # (n + T_i, d)
+        rows.append(embeds)
+    length = max(r.shape[0] for r in rows)
+    batch = rows[0].new_zeros(len(rows), length, rows[0].shape[1])  # (B, T, d)
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        batch[i, length - r.shape[0]:] = r
+        mask[i, length - r.shape[0]:] = 1
+    return batch, mask
 
 
 def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str | None, seed: int = 0) -> SoftPromptModel:
@@ -196,9 +223,9 @@ def lora_targets_for(model: nn.Module, targets: tuple[str, ...] = ()) -> tuple[s
     if targets:
         return tuple(targets)
     family = getattr(model.config, "model_type", "")
-    if family not in DEFAULT_LORA_TARGETS:
+    if family not in FAMILIES:
         raise ConfigError(f"no default LoRA targets for model type {family!r}; name them in LoRAConfig.targets.")
-    return DEFAULT_LORA_TARGETS[family]
+    return FAMILIES[family].lora_default
 
 
 def _candidate_names(model: nn.Module) -> list[str]:
@@ -403,8 +430,8 @@ def fingerprint(model: nn.Module) -> dict[str, str]:
     out = {}
     for name, p in model.named_parameters():
         name = name.replace(".base.", ".")  # LoRA wraps the original layer as .base
-        if name.startswith("model.") and isinstance(model, SoftPromptModel):
-            name = name[len("model."):]
+        if model is not language_model(model):  # inside a soft-prompt wrapper
+            name = name.removeprefix("model.")
         data = p.detach().cpu().contiguous().view(torch.uint8).numpy()
         out[name] = hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
     return out

@@ -16,18 +16,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .config import COMMITTED_PROFILE, METHODS
+from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS
 from .results import ResultsError, load_results, read_json, results_dir
 
-LABELS = {
-    "zero_shot": "zero-shot",
-    "prompt_tuning": "prompt tuning",
-    "last_layer": "last layer (LM head)",
-    "last_blocks": "last blocks + norm",
-    "lora": "LoRA",
-}
-COLORS = {"zero_shot": "#7f7f7f", "prompt_tuning": "#1f77b4", "last_layer": "#ff7f0e",
-          "last_blocks": "#d62728", "lora": "#2ca02c"}
+LABELS = {name: method.label for name, method in METHOD_TABLE.items()}
+COLORS = {name: method.color for name, method in METHOD_TABLE.items()}
 ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 
 
@@ -323,7 +316,7 @@ def setup_rows(config: dict) -> list[list[str]]:
     epochs = {m: (p[m].get("epochs") or t["epochs"]) for m in ("prompt_tuning", "last_layer", "last_blocks", "lora")}
     init = f'the embeddings of the text "{pt["init_text"]}", repeated and cut to {pt["n_tokens"]} vectors' \
         if pt["init_text"] else f"{pt['n_tokens']} rows of the embedding matrix, sampled"
-    targets = ", ".join(lora["targets"]) if lora["targets"] else "the model family's default (query and value)"
+    targets = ", ".join(lora["targets"]) if lora["targets"] else "the model family's default (attention query and value; GPT-2's fused c_attn)"
     decoding = "greedy" if g["num_beams"] == 1 else f"beam search, {g['num_beams']} beams"
     if g["no_repeat_ngram_size"]:
         decoding += f", no repeated {g['no_repeat_ngram_size']}-gram among the generated tokens"

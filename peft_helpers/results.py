@@ -22,15 +22,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .config import METHODS
+from .config import METHOD_TABLE, METHODS
 
-NOTEBOOK_OF = {
-    "zero_shot": "04_comparison.ipynb",
-    "prompt_tuning": "01_prompt_tuning.ipynb",
-    "last_layer": "02_last_layer_ft.ipynb",
-    "last_blocks": "02_last_layer_ft.ipynb",
-    "lora": "03_lora.ipynb",
-}
+
+def notebook_of(method: str) -> str:
+    """The notebook that makes ``method``'s results (named in every error about them)."""
+    return METHOD_TABLE[method].notebook if method in METHOD_TABLE else "the method's notebook"
 
 
 class ResultsError(RuntimeError):
@@ -52,17 +49,19 @@ def checkpoint_dir(profile_name: str, method: str, training_hash: str, root: str
 
 def adapter_path(folder: Path, method: str) -> Path:
     """Where a method's trained weights sit in its results folder (LoRA: a peft adapter folder)."""
-    return Path(folder) / "adapter" if method == "lora" else Path(folder) / "adapter" / f"{method}.safetensors"
+    adapter = METHOD_TABLE[method].weights == "adapter"
+    return Path(folder) / "adapter" if adapter else Path(folder) / "adapter" / f"{method}.safetensors"
 
 
 def unit_files(method: str) -> tuple[str, ...]:
     """The files a finished result of ``method`` must hold (relative to its folder)."""
     files = ["config.json", "metrics.json", "predictions.jsonl"]
-    if method != "zero_shot":
+    kind = METHOD_TABLE[method].weights
+    if kind:
         files.append("history.csv")
         weights = adapter_path(Path("."), method)
         files += ([str(weights / "adapter_config.json"), str(weights / "adapter_model.safetensors")]
-                  if method == "lora" else [str(weights)])
+                  if kind == "adapter" else [str(weights)])
     return tuple(files)
 
 
@@ -161,7 +160,7 @@ def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metad
 
 
 def _missing(path: Path, method: str) -> ResultsError:
-    notebook = NOTEBOOK_OF.get(method, "the method's notebook")
+    notebook = notebook_of(method)
     return ResultsError(f"no results for {method!r}: {path} is missing. Run notebooks/{notebook} first.")
 
 
@@ -172,7 +171,7 @@ def read_json(path: Path, method: str = "") -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{NOTEBOOK_OF.get(method, '')}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
 
 
 def read_jsonl(path: Path, method: str = "") -> list[dict]:
@@ -182,7 +181,7 @@ def read_jsonl(path: Path, method: str = "") -> list[dict]:
     try:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{NOTEBOOK_OF.get(method, '')}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
 
 
 def read_csv(path: Path, method: str = "") -> pd.DataFrame:
@@ -192,7 +191,7 @@ def read_csv(path: Path, method: str = "") -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{NOTEBOOK_OF.get(method, '')}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
 
 
 def read_safetensors(path: Path, method: str = "", metadata: bool = False):
@@ -221,7 +220,7 @@ def _check_fields(path: Path, method: str, present, required) -> None:
     absent = [k for k in required if k not in present]
     if absent:
         raise ResultsError(f"{path} lacks {absent}: it is from an older or broken run; re-run "
-                           f"notebooks/{NOTEBOOK_OF.get(method, '')} for {method!r}.")
+                           f"notebooks/{notebook_of(method)} for {method!r}.")
 
 
 def load_results(profile_name: str, method: str, root: str | Path = "results") -> dict:
@@ -244,7 +243,7 @@ def load_results(profile_name: str, method: str, root: str | Path = "results") -
     _check_fields(folder / "metrics.json", method, rouge if isinstance(rouge, dict) else {},
                   ("rouge1", "rouge2", "rougeL", "rougeLsum"))
     if not out["predictions"]:
-        raise ResultsError(f"{folder / 'predictions.jsonl'} is empty; re-run notebooks/{NOTEBOOK_OF[method]}.")
+        raise ResultsError(f"{folder / 'predictions.jsonl'} is empty; re-run notebooks/{notebook_of(method)}.")
     for row in out["predictions"]:
         _check_fields(folder / "predictions.jsonl", method, row, PREDICTION_KEYS)
     if method != "zero_shot":

@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds per cell")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
-    from peft_helpers.config import COMMITTED_PROFILE, PLAIN_PROGRESS, get_profile
+    from peft_helpers.config import COMMITTED_PROFILE, get_profile
+    from peft_helpers.progress import PLAIN_PROGRESS
     from peft_helpers.report import output_dirs
 
     profile = get_profile(args.profile)

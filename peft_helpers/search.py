@@ -16,14 +16,10 @@ import argparse
 import dataclasses
 import time
 
-from .config import Profile, get_profile
+from .config import FAMILIES, MODEL_TABLE, Profile, get_profile
 from .experiment import build_model, prepare, train_method, training_hash
 from .methods import parameter_report
 from .results import atomic_write_json, read_json, results_dir
-
-ALL_PROJECTIONS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                   "gpt2": ("c_attn", "c_proj", "c_fc")}
-
 
 def candidates(profile: Profile) -> dict[str, list]:
     """Settings tried per method: the profile's current default first, then alternatives.
@@ -32,7 +28,7 @@ def candidates(profile: Profile) -> dict[str, list]:
     hash): for smollm2-aclsum the first search started from the peft reference's settings (see parity.py).
     """
     pt, head, blocks, lora = profile.prompt_tuning, profile.last_layer, profile.last_blocks, profile.lora
-    every = ALL_PROJECTIONS["gpt2" if "gpt2" in profile.model else "llama"]
+    every = FAMILIES[MODEL_TABLE[profile.model].family].all_projections
     # Small on purpose: each SmolLM2 candidate costs 5-11 minutes on a 2-core CPU.
     return {
         "prompt_tuning": [pt, dataclasses.replace(pt, epochs=2 * (pt.epochs or profile.train.epochs))],
@@ -45,7 +41,7 @@ def candidates(profile: Profile) -> dict[str, list]:
 def describe_settings(settings) -> str:
     skip = {"init_text"} | ({"epochs"} if getattr(settings, "epochs", None) is None else set())
     def show(v):
-        return ("+".join(v) or "default (q,v)") if isinstance(v, tuple) else v
+        return ("+".join(v) or "family default") if isinstance(v, tuple) else v
 
     return ", ".join(f"{k}={show(v)}" for k, v in dataclasses.asdict(settings).items() if k not in skip)
 

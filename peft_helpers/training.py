@@ -27,9 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import TrainConfig, progress
+from .config import TrainConfig
+from .progress import progress
 from .data import TrainCollator
-from .methods import SoftPromptModel, final_norm, load_trainable_state, trainable_state, transformer_blocks
+from .methods import (
+    embed_batch, final_norm, language_model, load_trainable_state, trainable_state, transformer_blocks,
+)
 from .results import ResultsError, atomic_write_safetensors, read_safetensors
 
 
@@ -57,24 +60,10 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def language_model(model: nn.Module) -> nn.Module:
-    """The Hugging Face causal LM inside ``model`` (itself, or inside a soft-prompt wrapper)."""
-    return model.model if isinstance(model, SoftPromptModel) else model
-
-
-def embed_inputs(model: nn.Module, input_ids, attention_mask, labels=None):
-    """Input embeddings (with the soft prompt in front, if any), mask and labels."""
-    lm = language_model(model)
-    embeds = lm.get_input_embeddings()(input_ids)  # (B, T, d)
-    if isinstance(model, SoftPromptModel):
-        return model.prepend(embeds, attention_mask, labels)
-    return embeds, attention_mask, labels
-
-
 def summary_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of next-token cross-entropy over labelled positions, and their count."""
     lm = language_model(model)
-    embeds, mask, labels = embed_inputs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    embeds, mask, labels = embed_batch(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     hidden = lm.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
     targets = labels[:, 1:]  # position t predicts token t+1
     keep = targets != -100  # (B, T-1)
@@ -88,7 +77,7 @@ def model_logits(model: nn.Module, input_ids, attention_mask=None) -> torch.Tens
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     lm = language_model(model)
-    embeds, mask, _ = embed_inputs(model, input_ids, attention_mask)
+    embeds, mask, _ = embed_batch(model, input_ids, attention_mask)
     logits = lm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
     return logits[:, logits.shape[1] - input_ids.shape[1]:]
 
@@ -368,6 +357,35 @@ def _check_finite(value: float, what: str, state: TrainState, lr: float) -> None
         )
 
 
+def _resume(folder: Path | None, model, optimizer, scheduler, config_hash: str):
+    """(state, best weights, finished epochs) from a checkpoint of this run, with the schedule fast-forwarded; or None."""
+    resumed = load_checkpoint(folder, model, optimizer.optimizer, config_hash) if folder else None
+    if not resumed:
+        return None
+    state, best_weights = resumed
+    with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(state.update):
+            scheduler.step()
+    print(f"resuming from {folder} after epoch {state.epoch} ({state.update} updates)")
+    return state, best_weights, state.epoch
+
+
+def _cache_frozen_part(model, splits, pad_id: int, config: TrainConfig, device, state: TrainState):
+    """``FrozenFeatures`` for train and validation when only the top of the model trains, else None."""
+    depth = FrozenFeatures.frozen_depth(model)
+    if depth is None:
+        return None
+    started = time.perf_counter()
+    features = {split: FrozenFeatures(model, splits[split], pad_id, config.batch_size, device, depth,
+                                      f"frozen part ({split})") for split in ("train", "validation")}
+    state.train_time += time.perf_counter() - started
+    print(f"the frozen part of the model was run once on train and validation "
+          f"({time.perf_counter() - started:.0f} s); each epoch trains the top "
+          f"{'(the LM head)' if depth == 0 else f'{depth} block(s), the norm and the head'} on its output")
+    return features
+
+
 def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float, seed: int = 0,
           checkpoint_dir: str | Path | None = None, config_hash: str = "") -> tuple[pd.DataFrame, dict]:
     """Train the parameters of ``model`` that require grad; returns (history, stats).
@@ -386,37 +404,22 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
         raise ValueError("the model has no trainable parameters; apply a method (soft prompt, LoRA, last layer) first.")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
-    updates_per_epoch = math.ceil(per_epoch / config.grad_accum)
-    total = updates_per_epoch * config.epochs
+    total = math.ceil(per_epoch / config.grad_accum) * config.epochs  # optimizer updates
     scheduler = linear_schedule(optimizer, round(config.warmup_ratio * total), total)
     device = accelerator.device
     model.to(device)  # one process; accelerate handles precision, accumulation and the optimizer
     optimizer = accelerator.prepare(optimizer)
     eval_points = {round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
 
-    state, best_weights = TrainState(hash=config_hash), trainable_state(model)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    resumed = load_checkpoint(ckpt, model, optimizer.optimizer, config_hash) if ckpt else None
-    if resumed:
-        state, best_weights = resumed
-        resumed_after = state.epoch
-        with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping an optimizer step
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(state.update):
-                scheduler.step()
-        print(f"resuming from {ckpt} after epoch {state.epoch} ({state.update} updates)")
-
-    features, depth = None, FrozenFeatures.frozen_depth(model)
-    if depth is not None:
-        started = time.perf_counter()
-        features = {split: FrozenFeatures(model, splits[split], pad_id, config.batch_size, device, depth,
-                                          f"frozen part ({split})") for split in ("train", "validation")}
-        state.train_time += time.perf_counter() - started
-        print(f"the frozen part of the model was run once on train and validation "
-              f"({time.perf_counter() - started:.0f} s); each epoch trains the top "
-              f"{'(the LM head)' if depth == 0 else f'{depth} block(s), the norm and the head'} on its output")
+    state, best_weights, resumed_after = (_resume(ckpt, model, optimizer, scheduler, config_hash)
+                                          or (TrainState(hash=config_hash), trainable_state(model), 0))
+    features = _cache_frozen_part(model, splits, pad_id, config, device, state)
+    train_rows, collate = splits["train"], TrainCollator(pad_id)
+    micro, lengths = micro_batch_size(config, device), [row_length(r) for r in train_rows]
 
     def evaluate(epoch_float: float, train_loss: float) -> None:
+        """One validation check: the history row, the best weights, the patience count."""
         started = time.perf_counter()
         eval_loss = (features["validation"].mean_loss(model, config.batch_size) if features else
                      evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False))
@@ -431,45 +434,43 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
         else:
             state.since_best += 1
 
+    def step(indices: list[int]) -> float:
+        """One batch: its micro-batches' gradients added up, then one optimizer update; returns the batch loss."""
+        count = max(int((collate([train_rows[j] for j in indices])["labels"][:, 1:] != -100).sum()), 1)
+        with accelerator.accumulate(model):
+            batch_loss = 0.0
+            for part in micro_batches(indices, lengths, micro):
+                with accelerator.autocast():
+                    if features:
+                        loss_sum, _ = features["train"].loss(model, part)
+                    else:
+                        batch = collate([train_rows[j] for j in part])
+                        loss_sum, _ = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
+                    loss = loss_sum / count  # this part's share of the batch's mean loss
+                batch_loss += loss.item()
+                _check_finite(batch_loss, "the training loss", state, lr)
+                accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                scheduler.step()
+                state.update += 1
+        state.tokens += sum(lengths[j] for j in indices)
+        return batch_loss
+
     if not state.history:
         evaluate(0.0, float("nan"))  # the starting point of the loss curve
-    collate = TrainCollator(pad_id)
-    micro = micro_batch_size(config, device)
-    lengths = [row_length(r) for r in splits["train"]]
-    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training",
-                   unit="batch")
+    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training", unit="batch")
     while state.epoch < config.epochs and not state.stopped_early:
         epoch = state.epoch
         model.train()
-        order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
         torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
         losses, started = [], time.perf_counter()
         for i in range(per_epoch):
-            indices = order[i * config.batch_size:(i + 1) * config.batch_size]
-            rows = [splits["train"][j] for j in indices]
-            count = max(int((collate(rows)["labels"][:, 1:] != -100).sum()), 1)  # labelled tokens in the batch
-            with accelerator.accumulate(model):
-                batch_loss = 0.0
-                for part in micro_batches(indices, lengths, micro):
-                    with accelerator.autocast():
-                        if features:
-                            loss_sum, _ = features["train"].loss(model, part)
-                        else:
-                            batch = collate([splits["train"][j] for j in part])
-                            loss_sum, _ = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
-                        loss = loss_sum / count  # this part's share of the batch's mean loss
-                    batch_loss += loss.item()
-                    _check_finite(batch_loss, "the training loss", state, lr)
-                    accelerator.backward(loss)
-                losses.append(batch_loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                    state.update += 1
-            state.tokens += sum(len(r["prompt_ids"]) + len(r["target_ids"]) for r in rows)
+            losses.append(step(order[i * config.batch_size:(i + 1) * config.batch_size]))
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", best_val=f"{state.best:.3f}")
             if i + 1 in eval_points:
@@ -487,16 +488,22 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     bar.close()
     load_trainable_state(model, best_weights)
     model.eval()
-    history = pd.DataFrame(state.history)
+    return pd.DataFrame(state.history), _summary(state, accelerator.mixed_precision, device, features is not None,
+                                                 micro, resumed_after)
+
+
+def _summary(state: TrainState, mixed_precision: str, device, cached_features: bool, micro: int,
+             resumed_after: int) -> dict:
+    """The stats of a finished run (recorded in metrics.json); says so when the model did not learn."""
     start_loss = state.history[0]["eval_loss"]
-    stats = {"train_time_s": round(state.train_time, 2), "validation_s": round(state.validation_time, 2), "train_tokens": state.tokens,
-             "tokens_per_s": round(state.tokens / max(state.train_time, 1e-9), 1),
+    stats = {"train_time_s": round(state.train_time, 2), "validation_s": round(state.validation_time, 2),
+             "train_tokens": state.tokens, "tokens_per_s": round(state.tokens / max(state.train_time, 1e-9), 1),
              "updates": state.update, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
              "best_eval_loss": state.best, "start_eval_loss": start_loss,
-             "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": accelerator.mixed_precision,
+             "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": mixed_precision,
              "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device),
-             "cached_features": features is not None, "micro_batch_size": micro, "resumed_after_epoch": resumed_after if resumed else 0}
+             "cached_features": cached_features, "micro_batch_size": micro, "resumed_after_epoch": resumed_after}
     if not stats["learned"]:
         print(f"did not learn: the best validation loss ({state.best:.4f}) never beat the starting value "
               f"({start_loss:.4f}); the results are recorded as 'did not learn'.")
-    return history, stats
+    return stats

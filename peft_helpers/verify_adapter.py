@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from .config import GenerationConfig, get_profile
-from .data import load_model
+from .models import load_model
 from .evaluation import generate_summaries
 from .experiment import prepare
 from .results import load_results, results_dir

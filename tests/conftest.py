@@ -10,7 +10,7 @@ from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peft_helpers import get_profile, load_tokenizer  # noqa: E402
-from peft_helpers.data import tiny_gpt2_config  # noqa: E402
+from peft_helpers.models import tiny_gpt2_config  # noqa: E402
 
 VOCAB = 101
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from peft_helpers import ConfigError, DataError, TrainCollator, clean_rows, clean_text, encode_example, get_profile
-from peft_helpers.data import aclsum_rows, check_context, cnndm_rows, left_pad, load_splits, tokenize_splits
+from peft_helpers.data import aclsum_rows, check_context, cnndm_rows, load_splits, tokenize_splits
 from datasets import Dataset, DatasetDict
 
 SEP = "\nTL;DR:"
@@ -35,9 +35,26 @@ def test_labels_are_ignored_exactly_on_prompt_and_padding_by_position():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
 
 
-def test_left_pad_for_generation():
-    ids, mask = left_pad([[1, 2, 3], [4]], pad_id=0)
-    assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+def test_generation_batches_are_left_padded_with_the_soft_prompt_before_each_prompt():
+    import torch
+
+    from conftest import make_gpt2
+    from peft_helpers import add_soft_prompt
+    from peft_helpers.methods import embed_prompts
+
+    model = make_gpt2()
+    table = model.get_input_embeddings().weight.detach()
+    embeds, mask = embed_prompts(model, [[1, 2, 3], [4]])
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert torch.equal(embeds[0], table[[1, 2, 3]]) and torch.equal(embeds[1, 2], table[4])
+    assert not embeds[1, :2].any()  # padding is zeros, masked out
+
+    wrapped = add_soft_prompt(make_gpt2(), None, 2, None)
+    embeds, mask = embed_prompts(wrapped, [[1, 2, 3], [4]])
+    prompt = wrapped.prompt.detach()
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]
+    assert torch.equal(embeds[0, :2], prompt) and torch.equal(embeds[1, 2:4], prompt)  # right before each row's ids
+    assert torch.equal(embeds[1, 4], table[4])
 
 
 def test_cleaning_removes_control_characters_and_bad_bytes():

