@@ -9,7 +9,10 @@ targets, full fine-tuning as the reference), in a fresh subprocess per case
 so peak memory is that case's own:
 
 - training: median step time after warm-up, tokens/s (non-pad tokens), peak
-  memory (RSS on CPU, max allocated on GPU);
+  memory (RSS on CPU, max allocated on GPU). The batch's rows have lengths
+  spread from half to all of ``--length`` (ACLSum rows run 152-358 tokens),
+  right-padded; ours runs the step as ``train`` does (length-sorted
+  micro-batches, 2 rows on CPU), theirs as one padded batch;
 - generation: new tokens/s of batched greedy decoding with the KV cache
   (ours: LoRA merged, soft prompt via inputs_embeds; peft: its ``generate``).
 
@@ -55,10 +58,37 @@ def build(model_name: str):
     return load_model(get_profile("smollm2-aclsum"))
 
 
-def wrap(model, method: str, impl: str):
-    """The model prepared for ``method`` by ``impl``; returns (trainable module, forward-loss function)."""
+def our_step(model, batch: dict, autocast) -> float:
+    """Forward and backward of one batch as ``training.train`` runs it: length-sorted micro-batches."""
+    from peft_helpers import TrainConfig, summary_loss
+    from peft_helpers.training import micro_batch_size, micro_batches
 
-    from peft_helpers import LoRAConfig, add_lora, add_soft_prompt, prepare_last_layer, summary_loss
+    lengths = batch["attention_mask"].sum(1).tolist()
+    count = (batch["labels"][:, 1:] != -100).sum()
+    micro = micro_batch_size(TrainConfig(batch_size=len(lengths)), batch["input_ids"].device)
+    total = 0.0
+    for part in micro_batches(range(len(lengths)), lengths, micro):
+        longest = max(lengths[i] for i in part)
+        with autocast:
+            loss_sum, _ = summary_loss(model, {k: v[part, :longest] for k, v in batch.items()})
+            loss = loss_sum / count
+        loss.backward()
+        total += loss.item()
+    return total
+
+
+def their_step(model, batch: dict, autocast) -> float:
+    """Forward and backward of the whole padded batch with the model's own loss."""
+    with autocast:
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    loss.backward()
+    return loss.item()
+
+
+def wrap(model, method: str, impl: str):
+    """The model prepared for ``method`` by ``impl``; returns (trainable module, step function)."""
+
+    from peft_helpers import LoRAConfig, add_lora, add_soft_prompt, prepare_last_layer
 
     if impl.startswith("ours"):
         if method == "prompt_tuning":
@@ -67,7 +97,7 @@ def wrap(model, method: str, impl: str):
             prepare_last_layer(model, 0)
         elif method == "lora":
             add_lora(model, LoRAConfig(r=8, dropout=0.05))
-        return model, lambda m, b: (lambda s, n: s / n)(*summary_loss(m, b))
+        return model, our_step
     if impl == "peft":
         from peft import LoraConfig, PromptTuningConfig, get_peft_model
 
@@ -83,7 +113,7 @@ def wrap(model, method: str, impl: str):
     else:  # plain PyTorch freezing: last layer (head untied) or everything
         if method == "last_layer":
             prepare_last_layer(model, 0)
-    return model, lambda m, b: m(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+    return model, their_step
 
 
 def batch_for(batch_size: int, length: int, vocab: int, device):
@@ -92,11 +122,12 @@ def batch_for(batch_size: int, length: int, vocab: int, device):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab - 1, (batch_size, length), generator=g)
     labels = ids.clone()
-    labels[:, : length * 3 // 4] = -100  # document 3/4, summary 1/4, as in the task
     mask = torch.ones_like(ids)
-    for row in range(1, batch_size, 2):  # every other row is 1/8 shorter: right padding, as the collator makes
-        mask[row, length - length // 8:] = 0
-        labels[row, length - length // 8:] = -100
+    for row in range(batch_size):  # lengths spread from length/2 to length, right-padded as the collator makes
+        real = length - (length // 2) * row // max(batch_size - 1, 1)
+        mask[row, real:] = 0
+        labels[row, real:] = -100
+        labels[row, : real * 3 // 4] = -100  # document 3/4 of the row, summary 1/4, as in the task
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
@@ -114,7 +145,7 @@ def run_case(model_name: str, method: str, impl: str, batch_size: int, length: i
         model.to(device).eval()
         return {**generation_speed(model, impl, vocab, gen_batch, gen_prompt, gen_new, device, nullcontext()),
                 "trainable": 0}
-    model, loss_fn = wrap(model, method, impl)
+    model, step_fn = wrap(model, method, impl)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -127,9 +158,7 @@ def run_case(model_name: str, method: str, impl: str, batch_size: int, length: i
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        with autocast:
-            loss = loss_fn(model, batch)
-        loss.backward()
+        step_fn(model, batch, autocast)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -262,8 +291,11 @@ def main(argv=None) -> int:
            "wall_s": round(time.perf_counter() - started)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the main job stage by stage, as the last whole `make run` recorded it (with the CPU it ran on)
+    timings = ROOT / "results" / "smollm2-aclsum" / "timings.json"
+    stages = json.loads(timings.read_text()) if timings.exists() else None
     out.write_text(json.dumps({"sizes": sizes, "environment": env, "results": results,
-                               "ratios_ours_over_theirs": ratios}, indent=2) + "\n")
+                               "ratios_ours_over_theirs": ratios, "main_job_stages": stages}, indent=2) + "\n")
     print(f"\n{'model':13} {'comparison':20} {'train tok/s':>11} {'peak mem':>9} {'gen tok/s':>9}   (ours / theirs)")
     for r in ratios:
         train = f"{r['train_tokens_per_s']:11.2f} {r['train_peak_memory']:9.2f}" if "train_tokens_per_s" in r else " " * 21

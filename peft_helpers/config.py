@@ -340,21 +340,58 @@ def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
 
 
 def _auto_choice() -> tuple[str, str]:
-    """gpt2-cnndm only where it can finish (the hub answers and a GPU is present), else smollm2-aclsum."""
+    """gpt2-cnndm only where it can finish (a GPU, and the hub answers or local copies are named), else smollm2-aclsum."""
     import torch
 
     if not torch.cuda.is_available():
         return "smollm2-aclsum", ("no GPU: gpt2-cnndm (21,000 CNN/DailyMail articles x 3 methods) would take days on a "
                                   "CPU; ask for it explicitly with PEFT_PROFILE=gpt2-cnndm")
+    if os.environ.get("PEFT_GPT2_PATH") and os.environ.get("PEFT_CNNDM_PATH"):
+        return "gpt2-cnndm", "a GPU, and local copies of GPT-2 and CNN/DailyMail (PEFT_GPT2_PATH, PEFT_CNNDM_PATH)"
     online, why = hub_reachable()
     return ("gpt2-cnndm" if online else "smollm2-aclsum"), why
+
+
+# Training tokens/s of GPT-2 small (prompt tuning and LoRA, fp32) on a 2-core CPU: benchmarks/results/cpu.json.
+CPU_GPT2_TOKENS_PER_S = 190
+
+
+def cpu_estimate(profile: Profile) -> str:
+    """A rough wall time of ``profile``'s training on a 2-core CPU, and how to shrink the run."""
+    per_row = profile.max_doc_tokens + profile.max_summary_tokens  # an upper bound: rows are cut to these
+    methods = [profile.prompt_tuning, profile.last_layer, profile.last_blocks, profile.lora]
+    tokens = sum(profile.n_train * per_row * (m.epochs or profile.train.epochs) for m in methods)
+    hours = tokens / CPU_GPT2_TOKENS_PER_S / 3600
+    return (f"{profile.name} on a CPU: training alone is about {hours:,.0f} hours at the {CPU_GPT2_TOKENS_PER_S} tok/s "
+            f"measured for GPT-2 small on 2 cores ({profile.n_train:,} documents x up to {per_row} tokens x "
+            f"{len(methods)} trained methods), plus generation. Shrink it with overrides, e.g. "
+            f"get_profile('{profile.name}', n_train=500, n_val=100, n_test=100), or run it on a GPU.")
+
+
+OVERRIDES = "PEFT_OVERRIDES"  # a JSON object of profile overrides, e.g. '{"n_train": 500, "lora": {"r": 16}}'
+
+
+def _environment_overrides() -> dict:
+    """``$PEFT_OVERRIDES`` as a dict (empty when unset): how ``make run`` shrinks or changes a profile."""
+    import json
+
+    text = os.environ.get(OVERRIDES, "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{OVERRIDES} is not valid JSON ({err.msg} at column {err.colno}): {text!r}.") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"{OVERRIDES} must be a JSON object of settings, e.g. '{{\"n_train\": 500}}', got {text!r}.")
+    return value
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The profile called ``name`` (default: ``$PEFT_PROFILE`` or ``auto``).
 
     ``auto`` takes gpt2-cnndm only on a GPU machine whose hub answers (one 3 s check) and prints which profile it chose
-    and why. ``overrides`` replace top-level fields, e.g. ``n_train=2000``.
+    and why. ``overrides`` replace top-level fields, e.g. ``n_train=2000``, after those in ``$PEFT_OVERRIDES``.
     """
     name = (name or os.environ.get("PEFT_PROFILE") or "auto").strip()
     if name == "auto":
@@ -363,7 +400,14 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     if name not in _BUILDERS:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} or auto.")
     profile = _BUILDERS[name]()
-    return profile.replace(**overrides) if overrides else profile
+    overrides = {**_environment_overrides(), **overrides}
+    profile = profile.replace(**overrides) if overrides else profile
+    if profile.model == "gpt2":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(cpu_estimate(profile))
+    return profile
 
 
 def check_method(method: str) -> str:

@@ -19,7 +19,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from .config import ConfigError, Profile
-from .models import hub_error, package_folder, require_hub
+from .models import CNNDM_PATH, hub_error, local_folder, package_folder, require_hub
 
 CNNDM = ("abisee/cnn_dailymail", "3.0.0")
 
@@ -160,6 +160,46 @@ def cnndm_rows(table) -> list[dict]:
     return [{"id": r["id"], "document": r["article"], "summary": r["highlights"]} for r in rows]
 
 
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def local_cnndm(folder: Path) -> tuple[dict[str, list[dict]], str]:
+    """CNN/DailyMail from local files: ``<split>.parquet``, ``.arrow`` or ``.jsonl`` for train, validation, test.
+
+    Each file holds the hub's columns ``id``, ``article``, ``highlights``.
+    Returns the rows of each split and a digest of the files' bytes.
+    """
+    raw, digests = {}, []
+    for split in ("train", "validation", "test"):
+        found = [folder / f"{split}.{ending}" for ending in ("parquet", "arrow", "jsonl")]
+        found = [path for path in found if path.is_file()]
+        if len(found) != 1:
+            raise DataError(f"{CNNDM_PATH}={str(folder)!r}: expected one of {split}.parquet, {split}.arrow, "
+                            f"{split}.jsonl, found {[p.name for p in found] or 'none'}.")
+        path = found[0]
+        if path.suffix == ".jsonl":
+            table = read_jsonl(path)
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path).to_pylist()
+        else:
+            from datasets import Dataset as ArrowDataset
+
+            table = ArrowDataset.from_file(str(path))
+        try:
+            raw[split] = cnndm_rows(table)
+        except DataError as err:
+            raise DataError(f"{path}: {err}") from err
+        digests.append(_file_digest(path))
+    return raw, hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
 def _subset(rows: list[dict], n: int, seed: int) -> list[dict]:
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     return [rows[i] for i in order[:n]]
@@ -172,6 +212,8 @@ def source_rows(profile: Profile) -> tuple[dict[str, list[dict]], str]:
         raw = {"train": aclsum_rows("train", folder), "validation": aclsum_rows("val", folder),
                "test": aclsum_rows("test", folder)}
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    elif profile.dataset == "cnn_dailymail" and (folder := local_folder(CNNDM_PATH)):
+        raw, digest = local_cnndm(folder)
     elif profile.dataset == "cnn_dailymail":
         from datasets import load_dataset
 
@@ -229,6 +271,9 @@ def encode_example(tokenizer, document: str, summary: str, max_doc: int, max_sum
     doc = tokenizer(document, add_special_tokens=False)["input_ids"][:max_doc]
     sep = tokenizer(separator, add_special_tokens=False)["input_ids"]
     target = tokenizer(" " + summary, add_special_tokens=False)["input_ids"][:max_summary]
+    if not sep or not doc:  # a tokenizer that yields nothing would train on empty prompts without a word
+        raise DataError(f"the tokenizer turned the {'separator' if not sep else 'document'} into no tokens "
+                        f"({(separator if not sep else document)[:40]!r}); check the tokenizer files.")
     return {"prompt_ids": doc + sep, "target_ids": target + [tokenizer.eos_token_id]}
 
 

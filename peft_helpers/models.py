@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -29,7 +30,8 @@ def hub_error(what: str, err: Exception | str) -> HubUnavailableError:
     reason = err if isinstance(err, str) else f"{type(err).__name__}: {str(err)[:200]}"
     return HubUnavailableError(
         f"could not fetch {what} from the Hugging Face hub ({reason}). "
-        "The gpt2-cnndm profile needs a network; offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
+        "The gpt2-cnndm profile needs a network, or local copies named by PEFT_GPT2_PATH and PEFT_CNNDM_PATH "
+        "(see the README); offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
     )
 
 
@@ -38,6 +40,36 @@ def require_hub(what: str) -> None:
     online, why = hub_reachable()
     if not online:
         raise hub_error(what, why)
+
+
+# Where the course's GPT-2 and CNN/DailyMail are read from when the hub is not reachable (see the README).
+GPT2_PATH = "PEFT_GPT2_PATH"  # a folder saved by save_pretrained: config.json, tokenizer files, *.safetensors
+CNNDM_PATH = "PEFT_CNNDM_PATH"  # a folder with train/validation/test as .parquet, .arrow or .jsonl
+
+
+def local_folder(variable: str, needs: tuple[tuple[str, ...], ...] = ()) -> Path | None:
+    """The folder the environment variable ``variable`` names, or None when it is unset.
+
+    ``needs`` lists file patterns, each a tuple of alternatives (e.g.
+    ``("tokenizer.json", "vocab.json")``); a folder lacking one raises a
+    ConfigError that names what is missing.
+    """
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"{variable}={value!r} is not a folder; point it at a local copy or unset it to use the hub.")
+    missing = [" or ".join(options) for options in needs if not any(any(folder.glob(o)) for o in options)]
+    if missing:
+        raise ConfigError(f"{variable}={str(folder)!r} has no {'; no '.join(missing)}. It must hold what "
+                          "save_pretrained writes (config.json, tokenizer files, model.safetensors) for a model, "
+                          "or train/validation/test files (.parquet, .arrow, .jsonl) for data.")
+    return folder
+
+
+_GPT2_FILES = (("config.json",), ("*.safetensors",))
+_TOKENIZER_FILES = (("tokenizer.json", "vocab.json"),)
 
 
 # ---------------------------------------------------------------------------
@@ -49,7 +81,9 @@ def load_tokenizer(profile: Profile):
     """The profile's tokenizer, with a pad token (eos) and left padding for generation."""
     from transformers import AutoTokenizer
 
-    if profile.model == "gpt2":
+    if profile.model == "gpt2" and (folder := local_folder(GPT2_PATH, _TOKENIZER_FILES)):
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    elif profile.model == "gpt2":
         require_hub("the gpt2 tokenizer")
         try:
             tokenizer = AutoTokenizer.from_pretrained("gpt2")
@@ -109,7 +143,11 @@ def load_model(profile: Profile, tokenizer=None):
 
     hf_logging.disable_progress_bar()  # its per-tensor bars say nothing a user needs
 
-    if profile.model == "gpt2":
+    if profile.model == "gpt2" and (folder := local_folder(GPT2_PATH, _GPT2_FILES)):
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        if model.config.model_type != "gpt2":
+            raise ConfigError(f"{GPT2_PATH}={str(folder)!r} holds a {model.config.model_type!r} model, not GPT-2.")
+    elif profile.model == "gpt2":
         require_hub("the gpt2 checkpoint")
         try:
             model = AutoModelForCausalLM.from_pretrained("gpt2")

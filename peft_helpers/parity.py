@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from .results import atomic_write_json, load_results, results_dir
+from .results import atomic_write_json, load_results, profile_dir, results_dir
 
 # Reference: peft 0.21 on SmolLM2-135M-Instruct / ACLSum, CPU fp32, seed 0; batch 8, 4 epochs, AdamW, 10%
 # warm-up; prompt tuning 20 text-initialised tokens lr 3e-2; LoRA r=8 alpha=16 dropout 0.05 on q_proj, v_proj,
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="smollm2-aclsum")
     args = parser.parse_args(argv)
     rows = parity_rows(args.profile)
-    target = results_dir(args.profile, "parity")
+    target = profile_dir(args.profile) / "parity"
     for method in REFERENCE:
         source = results_dir(args.profile, method)
         for name in ("metrics.json", "config.json", "history.csv", "predictions.jsonl"):

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS
-from .results import ResultsError, load_results, read_json, results_dir
+from .results import ResultsError, load_results, profile_dir, read_json, results_dir
 
 LABELS = {name: method.label for name, method in METHOD_TABLE.items()}
 COLORS = {name: method.color for name, method in METHOD_TABLE.items()}
@@ -31,7 +31,7 @@ def output_dirs(profile_name: str) -> tuple[Path, Path]:
     ``figures/`` and ``report/``; tests and other profiles never touch them.
     """
     if profile_name != COMMITTED_PROFILE:
-        base = results_dir(profile_name, "").parent / profile_name
+        base = profile_dir(profile_name)
         return base / "figures", base / "report"
     return Path("figures"), Path("report")
 
@@ -316,7 +316,11 @@ def setup_rows(config: dict) -> list[list[str]]:
     epochs = {m: (p[m].get("epochs") or t["epochs"]) for m in ("prompt_tuning", "last_layer", "last_blocks", "lora")}
     init = f'the embeddings of the text "{pt["init_text"]}", repeated and cut to {pt["n_tokens"]} vectors' \
         if pt["init_text"] else f"{pt['n_tokens']} rows of the embedding matrix, sampled"
-    targets = ", ".join(lora["targets"]) if lora["targets"] else "the model family's default (attention query and value; GPT-2's fused c_attn)"
+    targets = (", ".join(lora["targets"]) if lora["targets"] else
+               "the model family's default (attention query and value; GPT-2's fused c_attn)")
+    micro = t.get("micro_batch_size") or (t["batch_size"] if env.get("gpu") else min(2, t["batch_size"]))
+    split = (f" (run as length-sorted micro-batches of {micro} rows whose gradients add up to the batch's)"
+             if micro < t["batch_size"] else "")
     decoding = "greedy" if g["num_beams"] == 1 else f"beam search, {g['num_beams']} beams"
     if g["no_repeat_ngram_size"]:
         decoding += f", no repeated {g['no_repeat_ngram_size']}-gram among the generated tokens"
@@ -327,7 +331,7 @@ def setup_rows(config: dict) -> list[list[str]]:
         ["Input", f"the document, then \"{p['separator'].strip()}\" on a new line, then the summary and an end "
                   "token; the loss covers the summary and the end token only"],
         ["Length caps", f"documents cut to their first {p['max_doc_tokens']} tokens, summaries to {p['max_summary_tokens']}"],
-        ["Optimiser", f"AdamW, batch {t['batch_size']}, warm-up over the first {t['warmup_ratio']:.0%} of the updates "
+        ["Optimiser", f"AdamW, batch {t['batch_size']}{split}, warm-up over the first {t['warmup_ratio']:.0%} of the updates "
                       f"then linear decay, gradient norm clipped at {t['max_grad_norm']:g}, weight decay {t['weight_decay']:g}"],
         ["Epochs", f"at most {epochs['prompt_tuning']} for prompt tuning and {epochs['lora']} for the others; validation "
                    f"loss after each epoch, stop after {t['patience']} without improvement, keep the best weights"],
@@ -441,18 +445,18 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
     }
-    search = results_dir(profile_name, "search.json")
+    search = profile_dir(profile_name) / "search.json"
     if search.exists():
         frame = pd.DataFrame(read_json(search)["rows"]).drop(columns=["training hash"], errors="ignore")
         frame["settings"] = frame["settings"].str.replace("+", ", ", regex=False)
         frame["method"] = frame["method"].map(LABELS)
         data["search"] = {"note": read_json(search)["note"], **_table(frame)}
-    decoding = results_dir(profile_name, "decoding.json")
+    decoding = profile_dir(profile_name) / "decoding.json"
     if decoding.exists():
         frame = pd.DataFrame(read_json(decoding)["rows"])
         frame["method"] = frame["method"].map(LABELS)
         data["decoding"] = _table(frame)
-    parity = results_dir(profile_name, "parity") / "parity.json"
+    parity = profile_dir(profile_name) / "parity" / "parity.json"
     if parity.exists():
         rows = read_json(parity)["rows"]
         frame = pd.DataFrame([{"method": LABELS[r["method"]], "params": r["params ours / ref"].split(" / ")[0],

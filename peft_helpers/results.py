@@ -37,9 +37,14 @@ class ResultsError(RuntimeError):
 COMPLETE = "complete.json"
 
 
+def profile_dir(profile_name: str, root: str | Path = "results") -> Path:
+    """``results/<profile>/``: a profile's results, and for uncommitted profiles its notebooks, figures and report."""
+    return Path(root) / profile_name
+
+
 def results_dir(profile_name: str, method: str, root: str | Path = "results") -> Path:
     """``results/<profile>/<method>/``: the one place a method's results live."""
-    return Path(root) / profile_name / method
+    return profile_dir(profile_name, root) / method
 
 
 def checkpoint_dir(profile_name: str, method: str, training_hash: str, root: str | Path = "checkpoints") -> Path:

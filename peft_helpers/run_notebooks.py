@@ -99,7 +99,7 @@ def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], to
     """
     from peft_helpers.config import METHODS
     from peft_helpers.experiment import environment
-    from peft_helpers.results import atomic_write_json, results_dir
+    from peft_helpers.results import atomic_write_json, profile_dir, results_dir
 
     methods = {}
     for method in METHODS:
@@ -111,7 +111,7 @@ def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], to
     record = {"profile": profile_name, "total_s": round(total_s, 1),
               "notebooks_s": {k: round(v, 1) for k, v in notebooks.items()}, "methods": methods,
               "environment": environment()}
-    return atomic_write_json(record, root / "results" / profile_name / "timings.json")
+    return atomic_write_json(record, profile_dir(profile_name, root / "results") / "timings.json")
 
 
 def main(argv=None) -> int:
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     os.environ["PEFT_PROFILE"] = profile.name
     os.environ[PLAIN_PROGRESS] = "1"  # widget bars would be saved as "0%" placeholders
     in_place = profile.name == COMMITTED_PROFILE
-    copies = root / "results" / profile.name / "notebooks"
+    copies = profile_dir(profile.name, root / "results") / "notebooks"
     print(f"running the notebooks on profile {profile.name}; executed notebooks go to "
           f"{'notebooks/ (committed)' if in_place else copies}", flush=True)
     total, timings, started = time.perf_counter(), {}, time.time()

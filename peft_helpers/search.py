@@ -19,7 +19,7 @@ import time
 from .config import FAMILIES, MODEL_TABLE, Profile, get_profile
 from .experiment import build_model, prepare, train_method, training_hash
 from .methods import parameter_report
-from .results import atomic_write_json, read_json, results_dir
+from .results import atomic_write_json, profile_dir, read_json
 
 def candidates(profile: Profile) -> dict[str, list]:
     """Settings tried per method: the profile's current default first, then alternatives.
@@ -105,9 +105,9 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     if args.generation:
         rows = compare_generation(profile, methods=args.methods or ("zero_shot", "prompt_tuning", "lora"))
-        atomic_write_json({"rows": rows}, results_dir(profile.name, "decoding.json"))
+        atomic_write_json({"rows": rows}, profile_dir(profile.name) / "decoding.json")
         return 0
-    path = results_dir(profile.name, "search.json")
+    path = profile_dir(profile.name) / "search.json"
     previous = read_json(path) if path.exists() else {"rows": []}
     rows = search(profile, methods=args.methods)
     ran = {r["training hash"] for r in rows}  # earlier rows of other settings stay in the record

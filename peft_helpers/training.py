@@ -398,6 +398,9 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     ``TrainingError``.
     """
     accelerator = make_accelerator(config)
+    if accelerator.num_processes > 1:  # the model is not wrapped for data parallelism: each process would train alone
+        raise TrainingError(f"training runs in one process, but {accelerator.num_processes} were launched; run the "
+                            "notebooks or `make run` without `accelerate launch` (one GPU or the CPU).")
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

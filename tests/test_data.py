@@ -142,3 +142,14 @@ def test_auto_never_picks_the_course_profile_without_a_gpu(monkeypatch, capsys):
     assert "no GPU" in capsys.readouterr().out
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert get_profile("auto").name == "gpt2-cnndm"
+
+
+def test_a_tokenizer_that_yields_nothing_is_refused():
+    class Broken:  # e.g. tokenizer files that load but hold no merges or vocabulary
+        eos_token_id = 0
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": []}
+
+    with pytest.raises(DataError, match="separator into no tokens"):
+        encode_example(Broken(), "A document.", "A summary.", max_doc=32, max_summary=16, separator=SEP)

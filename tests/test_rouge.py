@@ -13,7 +13,7 @@ def test_known_answers():
     assert all(v[0] == pytest.approx(1.0) for v in scores.values())
     scores = rouge_per_example(["dogs bark loudly"], ["the cat sat"])
     assert all(v[0] == 0.0 for v in scores.values())
-    # stemming: "running" and "runs" share the stem "run"; 2 of 3 unigrams match both ways
+    # stemming: "running" and "runs" share the stem "run", so all 3 unigrams match both ways
     scores = rouge_per_example(["the dog running"], ["the dog runs"])
     assert scores["rouge1"][0] == pytest.approx(1.0)
     scores = rouge_per_example(["a b c"], ["a b d"])
