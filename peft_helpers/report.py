@@ -235,9 +235,12 @@ def discussion(results: dict[str, dict]) -> list[str]:
     best_rouge = max(trained, key=lambda m: trained[m]["rouge"]["rouge1"]["mean"])
     best_loss = min(trained, key=lambda m: trained[m]["eval_loss"])
     b = trained[best_rouge]
+    loss = f"the lowest validation loss ({trained[best_loss]['eval_loss']:.3f})"
     out = [
-        f"{LABELS[best_rouge]} has the highest ROUGE-1 ({_interval(b['rouge']['rouge1'])}) and "
-        f"{LABELS[best_loss]} the lowest validation loss ({trained[best_loss]['eval_loss']:.3f}). "
+        (f"{LABELS[best_rouge]} has both the highest ROUGE-1 ({_interval(b['rouge']['rouge1'])}) and {loss}. "
+         if best_rouge == best_loss else
+         f"{LABELS[best_rouge]} has the highest ROUGE-1 ({_interval(b['rouge']['rouge1'])}) and "
+         f"{LABELS[best_loss]} {loss}. ") +
         f"{LABELS[best_rouge]} trains {b['trainable_params']:,} parameters "
         f"({b['trainable_percent']:.3f}% of the model) in {b.get('train_time_s') or 0:.0f} s."
     ]
