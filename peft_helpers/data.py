@@ -20,6 +20,7 @@ from datasets import Dataset, DatasetDict
 
 from .config import ConfigError, Profile
 from .models import CNNDM_PATH, hub_error, local_folder, package_folder, require_hub
+from .results import file_sha256
 
 CNNDM = ("abisee/cnn_dailymail", "3.0.0")
 
@@ -160,14 +161,6 @@ def cnndm_rows(table) -> list[dict]:
     return [{"id": r["id"], "document": r["article"], "summary": r["highlights"]} for r in rows]
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_cnndm(folder: Path) -> tuple[dict[str, list[dict]], str]:
     """CNN/DailyMail from local files: ``<split>.parquet``, ``.arrow`` or ``.jsonl`` for train, validation, test.
 
@@ -196,7 +189,7 @@ def local_cnndm(folder: Path) -> tuple[dict[str, list[dict]], str]:
             raw[split] = cnndm_rows(table)
         except DataError as err:
             raise DataError(f"{path}: {err}") from err
-        digests.append(_file_digest(path))
+        digests.append(file_sha256(path))
     return raw, hashlib.sha256("".join(digests).encode()).hexdigest()
 
 

@@ -70,7 +70,8 @@ def unit_files(method: str) -> tuple[str, ...]:
     return tuple(files)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -95,7 +96,7 @@ def unfinished_reason(folder: Path, method: str, settings_hash: str) -> str | No
         path = folder / name
         if not path.is_file():
             return f"{path} is missing"
-        if record.get("files", {}).get(name) != _sha256(path):
+        if record.get("files", {}).get(name) != file_sha256(path):
             return f"{path} changed after the run finished"
     return None
 
@@ -114,7 +115,7 @@ def write_unit(folder: Path, settings_hash: str, write) -> Path:
     try:
         write(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-        record = {"hash": settings_hash, "files": {name: _sha256(tmp / name) for name in files}}
+        record = {"hash": settings_hash, "files": {name: file_sha256(tmp / name) for name in files}}
         atomic_write_json(record, tmp / COMPLETE)
         if old.exists():
             shutil.rmtree(old)
