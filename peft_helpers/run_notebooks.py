@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     root = Path(__file__).resolve().parents[1]
     from peft_helpers.config import COMMITTED_PROFILE, get_profile
     from peft_helpers.progress import PLAIN_PROGRESS
+    from peft_helpers.results import profile_dir
     from peft_helpers.report import output_dirs
 
     profile = get_profile(args.profile)

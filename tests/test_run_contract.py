@@ -318,3 +318,16 @@ def test_a_whole_run_records_its_stage_timings_and_which_methods_it_made(tmp_pat
     assert record["methods"]["zero_shot"]["made_by_this_run"] is False
     assert set(record["methods"]) == {"zero_shot", "lora"}
     assert record["environment"]["processor"] and "torch_threads" in record["environment"]
+
+
+def test_the_runner_executes_a_notebook_of_the_smoke_profile(monkeypatch):
+    """`make run`'s entry point, on the first notebook (the smoke profile writes under results/smoke/, ignored by git)."""
+    from peft_helpers.run_notebooks import main
+
+    monkeypatch.setenv("PEFT_PROFILE", "smoke")  # main sets these two; monkeypatch puts them back
+    monkeypatch.setenv("PEFT_PLAIN_PROGRESS", "1")
+    executed = ROOT / "results" / "smoke" / "notebooks" / "00_data_prep.ipynb"
+    executed.unlink(missing_ok=True)
+    main(["--profile", "smoke", "--only", "00_data_prep"])
+    cells = [c for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"]
+    assert cells and all(c.get("execution_count") for c in cells)  # every cell ran
