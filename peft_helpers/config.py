@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
 COMMITTED_PROFILE = "smollm2-aclsum"  # the one profile whose notebooks, results, figures and report are in git
+# Where the course's GPT-2 and CNN/DailyMail are read from when the hub is not reachable (see the README).
+GPT2_PATH = "PEFT_GPT2_PATH"  # a folder saved by save_pretrained: config.json, tokenizer files, *.safetensors
+CNNDM_PATH = "PEFT_CNNDM_PATH"  # a folder with train/validation/test as .parquet, .arrow or .jsonl
 
 
 @dataclass(frozen=True)
@@ -346,8 +349,8 @@ def _auto_choice() -> tuple[str, str]:
     if not torch.cuda.is_available():
         return "smollm2-aclsum", ("no GPU: gpt2-cnndm (21,000 CNN/DailyMail articles x 3 methods) would take days on a "
                                   "CPU; ask for it explicitly with PEFT_PROFILE=gpt2-cnndm")
-    if os.environ.get("PEFT_GPT2_PATH") and os.environ.get("PEFT_CNNDM_PATH"):
-        return "gpt2-cnndm", "a GPU, and local copies of GPT-2 and CNN/DailyMail (PEFT_GPT2_PATH, PEFT_CNNDM_PATH)"
+    if os.environ.get(GPT2_PATH) and os.environ.get(CNNDM_PATH):
+        return "gpt2-cnndm", f"a GPU, and local copies of GPT-2 and CNN/DailyMail ({GPT2_PATH}, {CNNDM_PATH})"
     online, why = hub_reachable()
     return ("gpt2-cnndm" if online else "smollm2-aclsum"), why
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
 
-from .config import ConfigError, Profile
-from .models import CNNDM_PATH, hub_error, local_folder, package_folder, require_hub
+from .config import CNNDM_PATH, ConfigError, Profile
+from .models import hub_error, local_folder, package_folder, require_hub
 from .results import file_sha256
 
 CNNDM = ("abisee/cnn_dailymail", "3.0.0")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, Profile, hub_reachable
+from .config import GPT2_PATH, ConfigError, Profile, hub_reachable
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE = Path.home() / ".cache" / "peft_helpers"
@@ -42,11 +42,6 @@ def require_hub(what: str) -> None:
         raise hub_error(what, why)
 
 
-# Where the course's GPT-2 and CNN/DailyMail are read from when the hub is not reachable (see the README).
-GPT2_PATH = "PEFT_GPT2_PATH"  # a folder saved by save_pretrained: config.json, tokenizer files, *.safetensors
-CNNDM_PATH = "PEFT_CNNDM_PATH"  # a folder with train/validation/test as .parquet, .arrow or .jsonl
-
-
 def local_folder(variable: str, needs: tuple[tuple[str, ...], ...] = ()) -> Path | None:
     """The folder the environment variable ``variable`` names, or None when it is unset.
 
@@ -72,6 +67,18 @@ _GPT2_FILES = (("config.json",), ("*.safetensors",))
 _TOKENIZER_FILES = (("tokenizer.json", "vocab.json"),)
 
 
+def _gpt2(auto_class, what: str, needs, **kwargs):
+    """GPT-2's ``what`` (tokenizer or checkpoint) from the local copy ``$PEFT_GPT2_PATH`` when named, else the hub."""
+    folder = local_folder(GPT2_PATH, needs)
+    if folder:
+        return auto_class.from_pretrained(folder, local_files_only=True, **kwargs)
+    require_hub(f"the gpt2 {what}")
+    try:
+        return auto_class.from_pretrained("gpt2", **kwargs)
+    except OSError as err:
+        raise hub_error(f"the gpt2 {what}", err) from err
+
+
 # ---------------------------------------------------------------------------
 # Models and tokenizers
 # ---------------------------------------------------------------------------
@@ -81,14 +88,8 @@ def load_tokenizer(profile: Profile):
     """The profile's tokenizer, with a pad token (eos) and left padding for generation."""
     from transformers import AutoTokenizer
 
-    if profile.model == "gpt2" and (folder := local_folder(GPT2_PATH, _TOKENIZER_FILES)):
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    elif profile.model == "gpt2":
-        require_hub("the gpt2 tokenizer")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained("gpt2")
-        except OSError as err:
-            raise hub_error("the gpt2 tokenizer", err) from err
+    if profile.model == "gpt2":
+        tokenizer = _gpt2(AutoTokenizer, "tokenizer", _TOKENIZER_FILES)
     else:  # smollm2-135m and the smoke model share SmolLM2's tokenizer, read from the GGUF file
         cached = CACHE / "smollm2-tokenizer"
         if (cached / "tokenizer.json").exists():
@@ -143,16 +144,11 @@ def load_model(profile: Profile, tokenizer=None):
 
     hf_logging.disable_progress_bar()  # its per-tensor bars say nothing a user needs
 
-    if profile.model == "gpt2" and (folder := local_folder(GPT2_PATH, _GPT2_FILES)):
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        if model.config.model_type != "gpt2":
-            raise ConfigError(f"{GPT2_PATH}={str(folder)!r} holds a {model.config.model_type!r} model, not GPT-2.")
-    elif profile.model == "gpt2":
-        require_hub("the gpt2 checkpoint")
-        try:
-            model = AutoModelForCausalLM.from_pretrained("gpt2")
-        except OSError as err:
-            raise hub_error("the gpt2 checkpoint", err) from err
+    if profile.model == "gpt2":
+        model = _gpt2(AutoModelForCausalLM, "checkpoint", _GPT2_FILES, dtype=torch.float32)
+        if model.config.model_type != "gpt2":  # a local copy of another model
+            raise ConfigError(f"{GPT2_PATH}={os.environ.get(GPT2_PATH)!r} holds a {model.config.model_type!r} model, "
+                              "not GPT-2.")
     elif profile.model == "smollm2-135m":
         model = _load_smollm2(AutoModelForCausalLM)
     elif profile.model == "tiny-gpt2":
