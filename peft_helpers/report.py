@@ -273,6 +273,149 @@ def discussion(results: dict[str, dict]) -> list[str]:
 # The report: results -> data.json -> Typst template -> PDF
 # ---------------------------------------------------------------------------
 
+def sweep_rows(profile_name: str, sweep: str) -> list[dict]:
+    """The finished runs of a sweep (``peft_helpers.sweep``), or [] when it has not run."""
+    from .sweep import sweep_dir
+
+    path = sweep_dir(profile_name, sweep) / "summary.json"
+    return read_json(path)["rows"] if path.exists() else []
+
+
+def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path: Path):
+    """Validation loss and ROUGE-1 against trainable parameters: the LoRA ranks, prompt lengths and every method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("val_loss", "val_rouge1")):
+        for rows, method, mark in ((rank, "lora", "o-"), (prompt, "prompt_tuning", "^-")):
+            if not rows:
+                continue
+            xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
+            label = "LoRA, family-default targets, by rank r" if method == "lora" else "prompt tuning, by length n"
+            ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.8, label=label)
+            for r, x, y in zip(rows, xs, ys):
+                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+            if key == "val_rouge1":
+                ax.errorbar(xs, ys, yerr=[[r[key] - r["val_rouge1_low"] for r in rows],
+                                          [r["val_rouge1_high"] - r[key] for r in rows]],
+                            fmt="none", color=COLORS[method], alpha=0.5, capsize=2)
+        for r in methods:
+            if r["method"] == "zero_shot":
+                ax.axhline(r[key], color=COLORS["zero_shot"], ls=":", label="zero-shot")
+                continue
+            ax.plot(r["trainable_params"], r[key], "D", color=COLORS[r["method"]], ms=7, markeredgecolor="black",
+                    label=f"{LABELS[r['method']]} (the notebooks' run)")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.set(xlabel="trainable parameters (log scale)",
+               ylabel="validation loss" if key == "val_loss" else "validation ROUGE-1 (95% interval)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_subspace(geometry: dict, path: Path):
+    """Hu et al.'s phi(i, j) between the r=8 and r=64 updates, one heat map per adapted matrix (mean over layers)."""
+    kinds = sorted(geometry["matrices"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 2.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        entry = geometry["matrices"][kind]
+        phi = entry["phi_mean"]
+        image = ax.imshow(phi, aspect="auto", vmin=0, vmax=1, cmap="viridis", origin="lower",
+                          extent=(0.5, len(phi[0]) + 0.5, 0.5, len(phi) + 0.5))
+        ax.set(title=f"{kind}: phi(i, j), mean over {entry['layers']} layers", xlabel=f"j (top directions of {geometry['large']})",
+               ylabel=f"i ({geometry['small']})")
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def _smallest_within(rows: list[dict], tolerance: float = 0.02) -> dict:
+    """The row with the fewest parameters whose validation loss is within ``tolerance`` of the lowest."""
+    best = min(r["val_loss"] for r in rows)
+    return min((r for r in rows if r["val_loss"] <= best + tolerance), key=lambda r: r["trainable_params"])
+
+
+def geometry_sentences(geometry: dict) -> list[str]:
+    """What the subspace similarity and amplification figures say, decided from the numbers (report and answer 4)."""
+    small, large = geometry["small"][1:], geometry["large"][1:]
+    entries = sorted(geometry["matrices"].items())
+    ratio = min(e["phi_1_1"] * e["d_in"] for _, e in entries)  # phi(1, 1) against two random directions
+    agree = ("far above chance" if ratio >= 10 else "above chance" if ratio >= 2 else "no more than chance would")
+    phi = "; ".join(f"{kind} {e['phi_1_1']:.2f} (random: {1 / e['d_in']:.4f})" for kind, e in entries)
+    span = "; ".join(f"{kind} {e['phi_8_64']:.2f} (random: {e['phi_8_64_random']:.2f})" for kind, e in entries)
+    first = (f"The r = {small} and r = {large} adapters were trained separately, from different random A, yet their top "
+             f"input directions agree {agree}: phi(1, 1) is {phi}. All {small} directions of the smaller update lie "
+             f"in the larger one's span to phi({small}, {large}) = {span}.")
+    amp = [(kind, e[f"amplification_{geometry['small']}"]) for kind, e in entries]
+    between = all(a["along_random"] < a["along_delta"] < a["along_weight"] for _, a in amp)
+    factors = ", ".join(f"{kind} {a['factor']:.1f}" for kind, a in amp)
+    second = (f"Along the top-{small} directions of Delta W, W has a larger component than along random directions but "
+              f"a far smaller one than along its own top directions: the update amplifies directions W already holds "
+              f"without emphasising them, by a factor of {factors} (||Delta W|| over W's component along them)."
+              if between else
+              f"Along the top-{small} directions of Delta W, W's component is not between that along random directions "
+              f"and along its own top directions, so the pattern Hu et al. describe does not hold here; the factors "
+              f"are {factors}.")
+    return [first, second]
+
+
+def sweep_data(profile_name: str, figures: Path) -> dict | None:
+    """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs."""
+    from .sweep import runs, sweep_dir
+    from .config import get_profile
+
+    rank, methods, prompt = (sweep_rows(profile_name, s) for s in ("lora_rank", "methods", "prompt_length"))
+    if not rank and not prompt:
+        return None
+    plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
+    out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
+           "rank": None, "prompt": None, "geometry": None, "methods": None}
+
+    def table(rows, first):
+        return _table(pd.DataFrame([{first: r["run"][1:], "trained params": f"{r['trainable_params']:,}",
+                                     "val loss": _num(r["val_loss"]),
+                                     "val ROUGE-1": f"{_num(r['val_rouge1'])} [{_num(r['val_rouge1_low'])}, "
+                                                    f"{_num(r['val_rouge1_high'])}]",
+                                     "epochs": str(r["epochs_run"]), "train s": f"{r['train_time_s']:,.0f}"}
+                                    for r in rows]))
+
+    planned = {s: len(runs(get_profile(profile_name), s)) for s in ("lora_rank", "prompt_length")} \
+        if profile_name in ("smollm2-aclsum", "smoke") else {}
+    if rank:
+        low = _smallest_within(rank)
+        out["rank"] = {**table(rank, "r"), "done": f"{len(rank)} of {planned.get('lora_rank', len(rank))}",
+                       "best_loss": _num(min(r["val_loss"] for r in rank)), "enough": low["run"][1:],
+                       "enough_params": f"{low['trainable_params']:,}", "first": rank[0]["run"][1:],
+                       "first_loss": _num(rank[0]["val_loss"]), "last": rank[-1]["run"][1:],
+                       "last_loss": _num(rank[-1]["val_loss"])}
+    if prompt:
+        low = _smallest_within(prompt)
+        out["prompt"] = {**table(prompt, "n"), "done": f"{len(prompt)} of {planned.get('prompt_length', len(prompt))}",
+                         "enough": low["run"][1:], "lengths": ", ".join(r["run"][1:] for r in prompt),
+                         "losses": ", ".join(_num(r["val_loss"]) for r in prompt)}
+    if methods:
+        out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods}
+    geometry_path = sweep_dir(profile_name, "lora_rank") / "geometry.json"
+    if geometry_path.exists():
+        geometry = read_json(geometry_path)
+        plot_subspace(geometry, figures / "lora_subspace.png")
+        out["figures"]["subspace"] = "/" + str(figures / "lora_subspace.png")
+        rows = []
+        for kind, entry in sorted(geometry["matrices"].items()):
+            for name in (geometry["small"], geometry["large"]):
+                a = entry[f"amplification_{name}"]
+                rows.append({"matrix": kind, "r": name[1:], "||dW||": f"{a['delta_norm']:.3f}",
+                             "||W||": f"{a['weight_norm']:.1f}", "along dW": f"{a['along_delta']:.3f}",
+                             "along W's top": f"{a['along_weight']:.2f}", "along random": f"{a['along_random']:.3f}",
+                             "factor": f"{a['factor']:.1f}"})
+        out["geometry"] = {**_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
+                           "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
+    return out
+
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "report.typ"
 
 
@@ -447,6 +590,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                          "its train time covers the epochs run after the resume.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
+        "sweep": sweep_data(profile_name, figures),
     }
     search = profile_dir(profile_name) / "search.json"
     if search.exists():

@@ -1,0 +1,139 @@
+"""The sweeps: one resumable command per sweep, results units like a method's, and the geometry of LoRA updates."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import peft_helpers.sweep as sweep_module
+from peft_helpers import get_profile
+from peft_helpers.report import build_report, geometry_sentences, sweep_data
+from peft_helpers.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
+
+
+def orthonormal_rows(k: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64)).Q.T  # (k, d)
+
+
+def test_phi_is_one_for_a_span_inside_the_other_and_zero_for_orthogonal_spans():
+    basis = orthonormal_rows(24, 40, seed=0)
+    g = torch.Generator().manual_seed(1)
+    small = torch.randn(4, 4, generator=g, dtype=torch.float64) @ basis[:4]  # 4 directions, mixed
+    large = torch.randn(16, 16, generator=g, dtype=torch.float64) @ basis[:16]  # a span containing them
+    phi = subspace_similarity(small, large)
+    assert phi.shape == (4, 16)
+    assert phi[-1, -1] == pytest.approx(1.0, abs=1e-9)  # all 4 directions lie inside the 16
+    assert torch.all((phi >= -1e-12) & (phi <= 1 + 1e-12))
+    apart = subspace_similarity(small, basis[16:24])  # spans with no direction in common
+    assert apart.abs().max() < 1e-9
+    same = subspace_similarity(small, small)
+    assert torch.allclose(same.diagonal(), torch.ones(4, dtype=torch.float64))
+
+
+def test_phi_of_random_spans_is_near_chance():
+    d = 400
+    values = [subspace_similarity(orthonormal_rows(8, d, s), orthonormal_rows(64, d, s + 100))[-1, -1].item()
+              for s in range(5)]
+    assert sum(values) / len(values) == pytest.approx(64 / d, rel=0.25)  # E = max(i, j) / d
+
+
+def test_amplification_measures_w_along_the_update_directions():
+    g = torch.Generator().manual_seed(0)
+    u = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=torch.float64)).Q
+    v = torch.linalg.qr(torch.randn(20, 20, generator=g, dtype=torch.float64)).Q
+    sigma = torch.linspace(10, 1, 20, dtype=torch.float64)
+    weight = u[:, :20] @ torch.diag(sigma) @ v.T
+    top = 0.5 * torch.outer(u[:, 0], v[:, 0])  # along W's strongest direction
+    out = amplification(weight, top, 1, torch.Generator().manual_seed(0))
+    assert out["along_delta"] == pytest.approx(10.0) and out["along_weight"] == pytest.approx(10.0)
+    assert out["factor"] == pytest.approx(0.5 / 10.0)
+    weak = 0.5 * torch.outer(u[:, 19], v[:, 19])  # along its weakest direction: a large amplification
+    out = amplification(weight, weak, 1, torch.Generator().manual_seed(0))
+    assert out["along_delta"] == pytest.approx(1.0) and out["factor"] == pytest.approx(0.5)
+    assert out["weight_norm"] == pytest.approx(sigma.norm().item())
+
+
+def test_the_sweeps_name_their_runs_and_refuse_unknown_ones():
+    profile = get_profile("smoke")
+    plan = runs(profile, "lora_rank")
+    assert list(plan) == ["r1", "r2", "r4", "r8", "r16", "r64"]
+    assert {p.lora.r for _, p in plan.values()} == {1, 2, 4, 8, 16, 64}
+    assert all(p.lora.targets == ("c_attn",) and p.lora.alpha == profile.lora.alpha for _, p in plan.values())
+    assert [p.prompt_tuning.n_tokens for _, p in runs(profile, "prompt_length").values()] == [1, 5, 20, 50, 100]
+    with pytest.raises(ValueError, match="unknown sweep"):
+        runs(profile, "learning_rate")
+    with pytest.raises(ValueError, match="no run"):
+        run_sweep(profile, "lora_rank", only=["r3"])
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """r8 and r64 of the smoke profile's rank sweep, in a temporary results folder."""
+    root = tmp_path_factory.mktemp("sweep")
+    summary = run_sweep(get_profile("smoke"), "lora_rank", root=root, checkpoints=root / "ck", only=["r8", "r64"])
+    return root, summary
+
+
+def test_a_sweep_writes_units_and_a_summary_and_skips_finished_runs(swept, capsys):
+    root, summary = swept
+    assert [r["run"] for r in summary["rows"]] == ["r8", "r64"] and summary["n_runs"] == 6
+    folder = sweep_dir("smoke", "lora_rank", root)
+    metrics = json.loads((folder / "r8" / "metrics.json").read_text())
+    assert metrics["split"] == "validation" and metrics["n_val"] == 8 and metrics["trainable_params"] == 8 * 2 * (64 + 192)
+    assert json.loads((folder / "r8" / "config.json").read_text())["profile"]["lora"]["r"] == 8
+    before = {name: (folder / name / "metrics.json").read_bytes() for name in ("r8", "r64")}
+    run_sweep(get_profile("smoke"), "lora_rank", root=root, checkpoints=root / "ck", only=["r8", "r64"])
+    assert capsys.readouterr().out.count("finished earlier") == 2
+    assert {name: (folder / name / "metrics.json").read_bytes() for name in ("r8", "r64")} == before
+
+
+def test_a_killed_sweep_continues_where_it_stopped(tmp_path, monkeypatch, capsys):
+    profile = get_profile("smoke")
+    real, calls = sweep_module.validation_scores, []
+
+    def killed_on_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user stops the sweep while r2 is being scored
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "validation_scores", killed_on_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(profile, "lora_rank", root=tmp_path, checkpoints=tmp_path / "ck", only=["r1", "r2"])
+    folder = sweep_dir("smoke", "lora_rank", tmp_path)
+    assert (folder / "r1" / "complete.json").is_file() and not (folder / "r2").exists()
+    monkeypatch.setattr(sweep_module, "validation_scores", real)
+    capsys.readouterr()
+    summary = run_sweep(profile, "lora_rank", root=tmp_path, checkpoints=tmp_path / "ck", only=["r1", "r2"])
+    log = capsys.readouterr().out
+    assert "r1: finished earlier" in log and "r2: trained and scored" in log
+    assert [r["run"] for r in summary["rows"]] == ["r1", "r2"]
+
+
+def test_lora_geometry_of_the_smoke_sweep(swept):
+    root, _ = swept
+    geometry = json.loads((sweep_dir("smoke", "lora_rank", root) / "geometry.json").read_text())
+    assert geometry == json.loads(json.dumps(lora_geometry(get_profile("smoke"), root)))  # recomputed: the same
+    entry = geometry["matrices"]["c_attn"]
+    assert entry["layers"] == 2 and entry["d_in"] == 64
+    phi = torch.tensor(entry["phi_mean"])
+    assert phi.shape == (8, 64) and bool(((phi >= 0) & (phi <= 1 + 1e-9)).all())
+    assert entry["phi_8_64"] == pytest.approx(1.0)  # 64 directions span all of a width-64 input
+    for name in ("r8", "r64"):
+        a = entry[f"amplification_{name}"]
+        assert a["factor"] > 0 and a["delta_norm"] > 0
+        assert a["along_weight"] >= a["along_delta"] - 1e-9  # nothing beats W's own top directions
+    sentences = geometry_sentences(geometry)
+    assert len(sentences) == 2 and "phi(1, 1)" in sentences[0] and math.isfinite(entry["phi_1_1"])
+
+
+def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatch):
+    root, _ = swept
+    monkeypatch.setattr(sweep_module, "sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
+    data = sweep_data("smoke", tmp_path)
+    assert data["rank"]["done"] == "2 of 6" and data["prompt"] is None
+    assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
+    assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
+    assert data["geometry"]["rows"][0][0] == "c_attn" and len(data["geometry"]["text"]) == 2
