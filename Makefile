@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: setup run report test unit bench clean
+.PHONY: setup run report test unit bench sweep clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ test: setup
 # Speed and memory of every method, ours against peft's (writes benchmarks/results/<device>.json).
 bench: setup
 	$(PY) benchmarks/bench.py
+
+# Sweeps on the validation split (SWEEP=lora_rank|prompt_length|methods, several allowed); resumable: kill it,
+# run it again, it continues. Then `make report` adds them to the report.
+SWEEP ?= lora_rank methods
+sweep: setup
+	$(PY) -m peft_helpers.sweep --profile smollm2-aclsum --sweep $(SWEEP)
 
 unit: setup
 	$(PY) -m pytest tests

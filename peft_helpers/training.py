@@ -261,8 +261,28 @@ def make_accelerator(config: TrainConfig):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)  # a notebook may train several methods in one process
-    return Accelerator(mixed_precision=pick_precision(config.precision),
+    # cpu=True on a machine without CUDA: under torchrun, accelerate then joins the processes over gloo (MULTI_CPU)
+    return Accelerator(mixed_precision=pick_precision(config.precision), cpu=not torch.cuda.is_available(),
                        gradient_accumulation_steps=config.grad_accum)
+
+
+def sum_across_processes(params: list[nn.Parameter], batch_loss: float) -> float:
+    """Data parallelism without a wrapper, for ``accelerate launch --num_processes N``.
+
+    Each process ran its share of the batch's rows, each part's loss already divided by the token count of the
+    whole batch, so the sum of the processes' gradients is the batch's gradient: after this every process holds it
+    and takes the same optimizer step (same weights, same state, no broadcast needed). Returns the batch's loss.
+    """
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]  # a process may get no rows
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([batch_loss], device=grads[0].device)])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset:offset + g.numel()].view_as(g).to(g.dtype)
+        offset += g.numel()
+    return flat[-1].item()
 
 
 def linear_schedule(optimizer, warmup: int, total: int):
@@ -398,9 +418,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     ``TrainingError``.
     """
     accelerator = make_accelerator(config)
-    if accelerator.num_processes > 1:  # the model is not wrapped for data parallelism: each process would train alone
-        raise TrainingError(f"training runs in one process, but {accelerator.num_processes} were launched; run the "
-                            "notebooks or `make run` without `accelerate launch` (one GPU or the CPU).")
+    world, rank = accelerator.num_processes, accelerator.process_index  # 1, 0 unless `accelerate launch` started several
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -442,7 +460,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
         count = max(int((collate([train_rows[j] for j in indices])["labels"][:, 1:] != -100).sum()), 1)
         with accelerator.accumulate(model):
             batch_loss = 0.0
-            for part in micro_batches(indices, lengths, micro):
+            share = by_length(indices, lengths)[rank::world] if world > 1 else indices  # this process's rows
+            for part in micro_batches(share, lengths, micro):
                 with accelerator.autocast():
                     if features:
                         loss_sum, _ = features["train"].loss(model, part)
@@ -453,6 +472,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                 batch_loss += loss.item()
                 _check_finite(batch_loss, "the training loss", state, lr)
                 accelerator.backward(loss)
+            if world > 1:
+                batch_loss = sum_across_processes(params, batch_loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
@@ -465,7 +486,8 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
 
     if not state.history:
         evaluate(0.0, float("nan"))  # the starting point of the loss curve
-    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training", unit="batch")
+    bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training", unit="batch",
+                   disable=rank > 0)
     while state.epoch < config.epochs and not state.stopped_early:
         epoch = state.epoch
         model.train()
@@ -486,8 +508,10 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
                     break
         state.epoch = epoch + 1
         state.peak_memory_mib = max(state.peak_memory_mib, peak_memory_mib())
-        if ckpt:
+        if ckpt and rank == 0:  # every process holds the same weights and state
             save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
+        if world > 1:
+            accelerator.wait_for_everyone()
     bar.close()
     load_trainable_state(model, best_weights)
     model.eval()
