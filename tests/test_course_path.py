@@ -151,18 +151,33 @@ def test_gpt2_context_budget_fits_1024_positions():
         check_context(profile.replace(max_doc_tokens=900), type("GPT2Config", (), {"n_positions": 1024})(), soft)
 
 
-def test_every_method_runs_end_to_end_on_local_gpt2_and_cnndm(offline_course, tmp_path, monkeypatch):
-    from peft_helpers.report import build_report
+def test_the_five_notebooks_and_make_report_run_on_local_gpt2_and_cnndm(offline_course, tmp_path):
+    """What a student runs: ``make run PROFILE=gpt2-cnndm`` then ``make report``, offline, in a copy of the project."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    monkeypatch.chdir(tmp_path)  # results, figures and the report land here, not in the repository
-    monkeypatch.setenv("PEFT_OVERRIDES", json.dumps(SMALL))
-    profile = get_profile("gpt2-cnndm")
-    setup = prepare(profile, tmp_path / "data")
-    assert {k: len(v) for k, v in setup.splits.items()} == {"train": 8, "validation": 4, "test": 4}
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"  # results, data, checkpoints and the report land here, not in the repository
+    for folder in ("notebooks", "peft_helpers"):
+        shutil.copytree(root / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb*"))
+    (project / "report").mkdir()
+    for name in ("report.typ", "theory.typ", "refs.yml", "settings.toml"):
+        shutil.copy(root / "report" / name, project / "report" / name)
+    env = {**os.environ, "PYTHONPATH": str(project), "PEFT_OVERRIDES": json.dumps(SMALL)}  # the copy's package first
+    for command in (["-m", "peft_helpers.run_notebooks", "--profile", "gpt2-cnndm"],
+                    ["-m", "peft_helpers.report", "--profile", "gpt2-cnndm"]):
+        run = subprocess.run([sys.executable, *command], cwd=project, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = project / "results" / "gpt2-cnndm"
+    assert sorted(p.name for p in (out / "notebooks").glob("*.ipynb")) == [
+        "00_data_prep.ipynb", "01_prompt_tuning.ipynb", "02_last_layer_ft.ipynb", "03_lora.ipynb", "04_comparison.ipynb"]
     for method in METHODS:
-        result = run_method(setup, method, build_model(setup, method), root=tmp_path / "results",
-                            checkpoints=tmp_path / "checkpoints")
-        assert result["metrics"]["n_test"] == 4 and result["config"]["profile"]["model"] == "gpt2"
-    pdf = build_report("gpt2-cnndm", root=tmp_path / "results")
-    assert pdf.resolve() == tmp_path.resolve() / "results" / "gpt2-cnndm" / "report" / "report.pdf"
-    assert pdf.read_bytes()[:5] == b"%PDF-" and any((tmp_path / "results" / "gpt2-cnndm" / "figures").glob("*.png"))
+        metrics = json.loads((out / method / "metrics.json").read_text())
+        config = json.loads((out / method / "config.json").read_text())
+        assert metrics["n_test"] == 4 and config["profile"]["model"] == "gpt2" and config["profile"]["n_train"] == 8
+    assert (out / "report" / "report.pdf").read_bytes()[:5] == b"%PDF-" and any((out / "figures").glob("*.png"))
+    assert "wrote" in run.stdout and (out / "timings.json").is_file()
