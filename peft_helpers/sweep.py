@@ -17,6 +17,8 @@ The sweeps:
   Hu et al. (sec. 4.1). ``lora_geometry`` then compares the r=8 and r=64 updates (``geometry.json``).
 - ``prompt_length``: prompt tuning with n in {1, 5, 20, 50, 100} soft tokens (Lester et al. 2021, sec. 3.2),
   text initialisation, the profile's learning rate and epochs.
+- ``all_blocks``: the ceiling: every transformer block and the final norm trained (all weights but the
+  embedding, which SmolLM2 and GPT-2 tie to the LM head), with the learning rate in {1e-5, 3e-5, 1e-4}.
 - ``methods``: no training; the validation ROUGE of the notebooks' finished runs (``results/<profile>/<method>/``),
   so the sweeps' plots can place every method on the same axes.
 """
@@ -40,9 +42,10 @@ from .results import (
     ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir, unfinished_reason,
 )
 
-SWEEPS = ("lora_rank", "prompt_length", "methods")
+SWEEPS = ("lora_rank", "prompt_length", "all_blocks", "methods")
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
 PROMPT_LENGTHS = (1, 5, 20, 50, 100)
+ALL_BLOCKS_LRS = (1e-5, 3e-5, 1e-4)
 
 
 def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Path:
@@ -57,9 +60,21 @@ def runs(profile: Profile, sweep: str) -> dict[str, tuple[str, Profile]]:
         return {f"r{r}": ("lora", profile.replace(lora=dict(r=r, targets=targets))) for r in LORA_RANKS}
     if sweep == "prompt_length":
         return {f"n{n}": ("prompt_tuning", profile.replace(prompt_tuning=dict(n_tokens=n))) for n in PROMPT_LENGTHS}
+    if sweep == "all_blocks":
+        depth = model_depth(profile)
+        return {f"lr{lr:g}": ("last_blocks", profile.replace(last_blocks=dict(n_blocks=depth, lr=lr)))
+                for lr in ALL_BLOCKS_LRS}
     if sweep == "methods":
         return {method: (method, profile) for method in METHOD_TABLE}
     raise ConfigError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}.")
+
+
+def model_depth(profile: Profile) -> int:
+    """The number of transformer blocks of the profile's model."""
+    from .methods import transformer_blocks
+    from .models import load_model
+
+    return len(transformer_blocks(load_model(profile)))
 
 
 def validation_scores(setup: Setup, model, seed: int) -> tuple[list[dict], dict]:

@@ -62,6 +62,9 @@ def test_the_sweeps_name_their_runs_and_refuse_unknown_ones():
     assert {p.lora.r for _, p in plan.values()} == {1, 2, 4, 8, 16, 64}
     assert all(p.lora.targets == ("c_attn",) and p.lora.alpha == profile.lora.alpha for _, p in plan.values())
     assert [p.prompt_tuning.n_tokens for _, p in runs(profile, "prompt_length").values()] == [1, 5, 20, 50, 100]
+    ceiling = runs(profile, "all_blocks")
+    assert {m for m, _ in ceiling.values()} == {"last_blocks"} and len(ceiling) == 3
+    assert {p.last_blocks.n_blocks for _, p in ceiling.values()} == {2}  # every block of the 2-block smoke model
     with pytest.raises(ValueError, match="unknown sweep"):
         runs(profile, "learning_rate")
     with pytest.raises(ValueError, match="no run"):
