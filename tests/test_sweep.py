@@ -140,3 +140,10 @@ def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatc
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
     assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
     assert data["geometry"]["rows"][0][0] == "c_attn" and len(data["geometry"]["text"]) == 2
+
+
+def test_the_methods_sweep_skips_a_method_whose_run_is_missing(tmp_path, capsys):
+    summary = run_sweep(get_profile("smoke"), "methods", root=tmp_path, checkpoints=tmp_path / "ck")
+    log = capsys.readouterr().out
+    assert "prompt_tuning: skipped: the notebooks' run of prompt_tuning is not here" in log
+    assert [r["run"] for r in summary["rows"]] == []  # zero-shot too needs the notebooks' metrics
