@@ -129,7 +129,7 @@ def test_lora_geometry_of_the_smoke_sweep(swept):
         assert a["factor"] > 0 and a["delta_norm"] > 0
         assert a["along_weight"] >= a["along_delta"] - 1e-9  # nothing beats W's own top directions
     sentences = geometry_sentences(geometry)
-    assert len(sentences) == 2 and "phi(1, 1)" in sentences[0] and math.isfinite(entry["phi_1_1"])
+    assert len(sentences) == 2 and "φ(1, 1)" in sentences[0] and math.isfinite(entry["phi_1_1"])
 
 
 def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatch):
