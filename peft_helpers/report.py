@@ -400,7 +400,7 @@ def sweep_data(profile_name: str, figures: Path) -> dict | None:
                                      "val loss": _num(r["val_loss"]),
                                      "val ROUGE-1": f"{_num(r['val_rouge1'])} [{_num(r['val_rouge1_low'])}, "
                                                     f"{_num(r['val_rouge1_high'])}]",
-                                     "epochs": str(r["epochs_run"]), "train s": f"{r['train_time_s']:,.0f}"}
+                                     "epochs": str(r["epochs_run"])}
                                     for r in rows]))
 
     planned = {s: len(runs(get_profile(profile_name), s)) for s in ("lora_rank", "prompt_length")} \
