@@ -298,6 +298,8 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
                                           [r["val_rouge1_high"] - r[key] for r in rows]],
                             fmt="none", color=COLORS[method], alpha=0.5, capsize=2)
         for r in methods:
+            if r[key] is None:  # validation ROUGE needs the methods sweep; the loss is in every run's metrics
+                continue
             if r["method"] == "zero_shot":
                 ax.axhline(r[key], color=COLORS["zero_shot"], ls=":", label="zero-shot")
                 continue
@@ -383,14 +385,22 @@ def geometry_sentences(geometry: dict) -> list[str]:
     return [first, second]
 
 
-def sweep_data(profile_name: str, figures: Path) -> dict | None:
-    """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs."""
+def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None = None) -> dict | None:
+    """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs.
+
+    The notebooks' runs (``results``) stand beside the sweeps at their validation loss; their validation ROUGE-1
+    comes from the ``methods`` sweep when it has run.
+    """
     from .sweep import runs, sweep_dir
     from .config import get_profile
 
     rank, methods, prompt = (sweep_rows(profile_name, s) for s in ("lora_rank", "methods", "prompt_length"))
     if not rank and not prompt:
         return None
+    scored = {r["method"] for r in methods}
+    methods = methods + [{"method": m, "trainable_params": r["metrics"]["trainable_params"],
+                          "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None}
+                         for m, r in (results or {}).items() if m not in scored]
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
     out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
            "rank": None, "prompt": None, "geometry": None, "methods": None}
@@ -417,8 +427,8 @@ def sweep_data(profile_name: str, figures: Path) -> dict | None:
         out["prompt"] = {**table(prompt, "n"), "done": f"{len(prompt)} of {planned.get('prompt_length', len(prompt))}",
                          "enough": low["run"][1:], "lengths": ", ".join(r["run"][1:] for r in prompt),
                          "losses": ", ".join(_num(r["val_loss"]) for r in prompt)}
-    if methods:
-        out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods}
+    out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
+    out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank") / "geometry.json"
     if geometry_path.exists():
         geometry = read_json(geometry_path)
@@ -611,7 +621,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                          "its train time covers the epochs run after the resume.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
-        "sweep": sweep_data(profile_name, figures),
+        "sweep": sweep_data(profile_name, figures, results),
     }
     search = profile_dir(profile_name) / "search.json"
     if search.exists():

@@ -136,7 +136,7 @@ def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatc
     root, _ = swept
     monkeypatch.setattr(sweep_module, "sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
     data = sweep_data("smoke", tmp_path)
-    assert data["rank"]["done"] == "2 of 6" and data["prompt"] is None
+    assert data["rank"]["done"] == "2 of 6" and data["prompt"] is None and not data["methods_scored"]
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
     assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
     assert data["geometry"]["rows"][0][0] == "c_attn" and len(data["geometry"]["text"]) == 2
