@@ -441,7 +441,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                 rows.append({"matrix": kind, "r": name[1:], "||dW||": f"{a['delta_norm']:.3f}",
                              "||W||": f"{a['weight_norm']:.1f}", "along dW": f"{a['along_delta']:.3f}",
                              "along W's top": f"{a['along_weight']:.2f}", "along random": f"{a['along_random']:.3f}",
-                             "factor": f"{a['factor']:.1f}"})
+                             "factor": f"{a['factor']:.2f}"})
         out["geometry"] = {**_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
                            "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
     return out
