@@ -267,7 +267,7 @@ def make_accelerator(config: TrainConfig):
 
 
 def sum_across_processes(params: list[nn.Parameter], batch_loss: float) -> float:
-    """Data parallelism without a wrapper, for ``accelerate launch --num_processes N``.
+    """Data parallelism without a wrapper, for N processes (``torchrun``, or ``accelerate launch`` on GPUs).
 
     Each process ran its share of the batch's rows, each part's loss already divided by the token count of the
     whole batch, so the sum of the processes' gradients is the batch's gradient: after this every process holds it
@@ -418,7 +418,7 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     ``TrainingError``.
     """
     accelerator = make_accelerator(config)
-    world, rank = accelerator.num_processes, accelerator.process_index  # 1, 0 unless `accelerate launch` started several
+    world, rank = accelerator.num_processes, accelerator.process_index  # 1, 0 unless torchrun or accelerate launch started several
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
