@@ -617,8 +617,9 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "figures": {"loss": "/" + str(figures / "loss_curves.png"), "rouge": "/" + str(figures / "rouge.png")},
         "discussion": discussion(results), "conclusion": conclusion(results),
         "examples": example_documents(results), "m": method_figures(results),
-        "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint of an interrupted run; "
-                         "its train time covers the epochs run after the resume.") if resumed else "",
+        "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint (of an interrupted run, or "
+                         "one written by peft_helpers.launch); its train time adds up the epochs kept, as the "
+                         "checkpoint recorded them.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
         "sweep": sweep_data(profile_name, figures, results),
