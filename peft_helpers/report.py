@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS
-from .results import ResultsError, load_results, profile_dir, read_json, results_dir
+from .results import ResultsError, load_results, profile_dir, read_json
 
 LABELS = {name: method.label for name, method in METHOD_TABLE.items()}
 COLORS = {name: method.color for name, method in METHOD_TABLE.items()}

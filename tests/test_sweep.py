@@ -8,7 +8,7 @@ import torch
 
 import peft_helpers.sweep as sweep_module
 from peft_helpers import get_profile
-from peft_helpers.report import build_report, geometry_sentences, sweep_data
+from peft_helpers.report import geometry_sentences, sweep_data
 from peft_helpers.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
 
 
