@@ -110,6 +110,11 @@ def _learning_rate(name: str, value) -> None:
     _real(name, value, high=10.0, high_open=False)
 
 
+def _flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}.")
+
+
 def _epoch_budget(epochs) -> None:
     if epochs is not None:
         _integer("epochs", epochs)
@@ -131,26 +136,36 @@ class PromptTuningConfig:
     init_text: str | None = "Summarize the following text:"  # None: sampled vocabulary rows
     lr: float = 3e-2  # soft prompts need ~1e-2..0.3, not the 1e-4 of weight tuning
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
+    uniform_init: bool = False  # True: uniform in [-0.5, 0.5] (Lester et al.'s random init); init_text is ignored
 
     def __post_init__(self) -> None:
         _integer("prompt length n_tokens", self.n_tokens)
         _text("init_text", self.init_text, optional=True)
+        _flag("uniform_init", self.uniform_init)
         _learning_rate("prompt tuning lr", self.lr)
         _epoch_budget(self.epochs)
 
 
 @dataclass(frozen=True)
 class LastLayerConfig:
-    """Last-layer fine-tuning: the LM head (n_blocks=0) or the last k blocks + final norm."""
+    """Last-layer fine-tuning: the LM head (n_blocks=0) or the last k blocks + final norm.
+
+    ``embeddings=True`` with ``n_blocks`` = every block trains all weights (full fine-tuning; the embedding stays tied
+    to the LM head, so it is trained once, as both).
+    """
 
     n_blocks: int = 0
     lr: float = 1e-4
     epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
+    embeddings: bool = False
 
     def __post_init__(self) -> None:
         _integer("n_blocks", self.n_blocks, minimum=0)
         _learning_rate("last-layer lr", self.lr)
         _epoch_budget(self.epochs)
+        _flag("embeddings", self.embeddings)
+        if self.embeddings and self.n_blocks == 0:
+            raise ConfigError("embeddings=True means full fine-tuning: set n_blocks to the model's number of blocks.")
 
 
 @dataclass(frozen=True)

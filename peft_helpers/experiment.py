@@ -112,9 +112,10 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     check_context(profile, model.config, settings.n_tokens if method == "prompt_tuning" else 0)
     torch.manual_seed(profile.seed)  # LoRA's A and a sampled prompt are the same in every run
     if method == "prompt_tuning":
-        model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed)
+        model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed,
+                                settings.uniform_init)
     elif method in ("last_layer", "last_blocks"):
-        prepare_last_layer(model, settings.n_blocks)
+        prepare_last_layer(model, settings.n_blocks, settings.embeddings)
     elif method == "lora":
         add_lora(model, settings)
     else:
@@ -134,11 +135,17 @@ def config_hash(profile: Profile, method: str) -> str:
     return _digest({"training": training_hash(profile, method), "generation": dataclasses.asdict(profile.generation)})
 
 
+# Method settings added after results were committed: hashed only when set, so results made before they existed keep
+# their hash (a setting at this value trains exactly what the code did before it was added).
+_ADDED_LATER = {"uniform_init": False, "embeddings": False}
+
+
 def training_hash(profile: Profile, method: str) -> str:
     """Identifies a training run: only what changes the trained weights (not generation, not other methods)."""
     settings = method_settings(profile, method)
     if settings is not None:  # the epoch budget is hashed once, as part of the effective train settings
-        settings = {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}
+        settings = {k: v for k, v in dataclasses.asdict(settings).items()
+                    if k != "epochs" and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
     train = train_config(profile, method) if settings is not None else profile.train
     return _digest({"data": data_hash(profile), "train": dataclasses.asdict(train), "seed": profile.seed,
                     "method": method, "settings": settings})

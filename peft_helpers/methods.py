@@ -128,13 +128,15 @@ def embed_prompts(model: nn.Module, prompts: list[list[int]]):
     return batch, mask
 
 
-def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str | None, seed: int = 0) -> SoftPromptModel:
+def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str | None, seed: int = 0,
+                    uniform: bool = False) -> SoftPromptModel:
     """Freeze ``model`` and wrap it with a soft prompt of ``n_tokens`` vectors.
 
     The vectors start as the embeddings of ``init_text`` (repeated or cut to
     ``n_tokens``), or, when ``init_text`` is None, as rows of the embedding
     matrix sampled from the 5,000 most frequent-looking (lowest) token ids,
-    following Lester et al. (2021, sec. 3.2).
+    following Lester et al. (2021, sec. 3.2); ``uniform=True`` draws them
+    uniformly from [-0.5, 0.5] instead, Lester et al.'s random initialisation.
     """
     if isinstance(model, SoftPromptModel):
         raise AdapterError("this model already has a soft prompt; load a fresh base model first.")
@@ -143,6 +145,10 @@ def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str |
     _claim(model, "prompt_tuning")
     freeze(model)
     embedding = model.get_input_embeddings().weight  # (V, d)
+    if uniform:
+        generator = torch.Generator().manual_seed(seed)
+        prompt = torch.rand(n_tokens, embedding.shape[1], generator=generator) - 0.5
+        return SoftPromptModel(model, prompt.to(embedding.device, embedding.dtype))
     if init_text:
         ids = tokenizer(init_text, add_special_tokens=False)["input_ids"]
         ids = (ids * math.ceil(n_tokens / len(ids)))[:n_tokens]
@@ -360,23 +366,30 @@ def final_norm(model: nn.Module) -> nn.Module:
     return _body_part(model, ("ln_f", "norm"), nn.Module, "final norm")
 
 
-def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
+def prepare_last_layer(model: nn.Module, n_blocks: int = 0, embeddings: bool = False) -> list[str]:
     """Freeze everything but the last layer(s); returns the names of what trains.
 
     ``n_blocks=0`` trains the LM head alone. Because the head shares its
     weight with the input embedding, it gets its own copy first (untied),
     so training it leaves the input embedding exactly as loaded.
     ``n_blocks=k`` trains the last k transformer blocks and the final norm
-    (the head stays tied and frozen).
+    (the head stays tied and frozen). ``embeddings=True`` with every block
+    trains every weight: full fine-tuning, the tied embedding/head included.
     """
     if not isinstance(n_blocks, int) or n_blocks < 0:
         raise ConfigError(f"n_blocks must be an integer >= 0, got {n_blocks!r}.")
     blocks = transformer_blocks(model)
     if n_blocks > len(blocks):
         raise ConfigError(f"n_blocks={n_blocks} but the model has only {len(blocks)} blocks.")
+    if embeddings and n_blocks != len(blocks):
+        raise ConfigError(f"embeddings=True is full fine-tuning: it needs n_blocks={len(blocks)} (every block), "
+                          f"got {n_blocks}.")
     _claim(model, "last_layer" if n_blocks == 0 else "last_blocks")
     freeze(model)
-    if n_blocks == 0:
+    if embeddings:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif n_blocks == 0:
         head = model.get_output_embeddings()
         head.weight = nn.Parameter(head.weight.detach().clone())
         model.config.tie_word_embeddings = False

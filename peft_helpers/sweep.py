@@ -8,7 +8,10 @@ documents and writes one results unit, ``results/<profile>/sweeps/<sweep>/<run>/
 method's results (config.json with every setting, history.csv, metrics.json, predictions.jsonl, the
 trained weights) with the same completion record: a finished run is skipped, an interrupted one
 resumes from its last epoch checkpoint (``checkpoints/``), so a killed sweep continues where it stopped.
-The test split is never read here. ``summary.json`` beside the runs collects them once they finish.
+Only the ``seeds`` sweep reads the test split. ``summary.json`` beside the runs collects them once they finish.
+
+Every trained run of a sweep uses fp32 arithmetic on every device (``train.precision="fp32"``; the notebooks' ``auto``
+is fp32 on a CPU too), so runs made on a GPU and on a CPU compare.
 
 The sweeps:
 
@@ -17,8 +20,13 @@ The sweeps:
   Hu et al. (sec. 4.1). ``lora_geometry`` then compares the r=8 and r=64 updates (``geometry.json``).
 - ``prompt_length``: prompt tuning with n in {1, 5, 20, 50, 100} soft tokens (Lester et al. 2021, sec. 3.2),
   text initialisation, the profile's learning rate and epochs.
-- ``all_blocks``: the ceiling: every transformer block and the final norm trained (all weights but the
-  embedding, which SmolLM2 and GPT-2 tie to the LM head), with the learning rate in {1e-5, 3e-5, 1e-4}.
+- ``prompt_init``: the profile's prompt (20 tokens) started from sampled vocabulary rows and from uniform noise in
+  [-0.5, 0.5], against the text initialisation (``prompt_length``'s n20 run; Lester et al. 2021, sec. 3.2).
+- ``full_ft``: the ceiling: every weight trained (the embedding, tied to the LM head, included), with the learning
+  rate in {1e-5, 3e-5, 1e-4}.
+- ``seeds``: the final numbers: zero-shot, then every notebook method with training seeds 0, 1, 2 (and full
+  fine-tuning at the learning rate ``full_ft`` chose on validation, once that sweep has finished), each scored on
+  the validation split and on the test split. The only sweep that reads the test split.
 - ``methods``: no training; the validation ROUGE of the notebooks' finished runs (``results/<profile>/<method>/``),
   so the sweeps' plots can place every method on the same axes.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -35,17 +44,20 @@ import torch
 from .config import FAMILIES, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, get_profile, method_settings
 from .evaluation import generate_summaries, rouge_summary
 from .experiment import (
-    Setup, build_model, config_hash, environment, load_trained, prepare, save_results, train_method,
+    Setup, build_model, config_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
 )
 from .methods import AdapterError, parameter_report
+from .training import evaluate_loss
 from .results import (
-    ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir, unfinished_reason,
+    COMPLETE, ResultsError, atomic_write_json, file_sha256, profile_dir, read_csv, read_json, read_safetensors, results_dir, unfinished_reason,
 )
 
-SWEEPS = ("lora_rank", "prompt_length", "all_blocks", "methods")
+SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "methods")
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
 PROMPT_LENGTHS = (1, 5, 20, 50, 100)
-ALL_BLOCKS_LRS = (1e-5, 3e-5, 1e-4)
+FULL_FT_LRS = (1e-5, 3e-5, 1e-4)
+SEEDS = (0, 1, 2)
+TRAINED = ("prompt_tuning", "last_layer", "last_blocks", "lora")  # the notebooks' trained methods
 
 
 def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Path:
@@ -53,28 +65,61 @@ def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Pa
     return profile_dir(profile_name, root) / "sweeps" / sweep
 
 
-def runs(profile: Profile, sweep: str) -> dict[str, tuple[str, Profile]]:
+def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str, tuple[str, Profile]]:
     """Run name -> (method, the profile with that run's settings), in the order they are trained."""
+    if sweep == "methods":
+        return {method: (method, profile) for method in METHOD_TABLE}
+    if sweep not in SWEEPS:
+        raise ConfigError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}.")
+    profile = profile.replace(train=dict(precision="fp32"))  # the same arithmetic on every device
     if sweep == "lora_rank":
         targets = FAMILIES[MODEL_TABLE[profile.model].family].lora_default  # query and value
         return {f"r{r}": ("lora", profile.replace(lora=dict(r=r, targets=targets))) for r in LORA_RANKS}
     if sweep == "prompt_length":
         return {f"n{n}": ("prompt_tuning", profile.replace(prompt_tuning=dict(n_tokens=n))) for n in PROMPT_LENGTHS}
-    if sweep == "all_blocks":
-        depth = model_depth(profile)
-        return {f"lr{lr:g}": ("last_blocks", profile.replace(last_blocks=dict(n_blocks=depth, lr=lr)))
-                for lr in ALL_BLOCKS_LRS}
-    if sweep == "methods":
-        return {method: (method, profile) for method in METHOD_TABLE}
-    raise ConfigError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}.")
+    if sweep == "prompt_init":
+        return {"vocab": ("prompt_tuning", profile.replace(prompt_tuning=dict(init_text=None))),
+                "uniform": ("prompt_tuning", profile.replace(prompt_tuning=dict(uniform_init=True)))}
+    if sweep == "full_ft":
+        return {f"lr{lr:g}": ("last_blocks", full_fine_tuning(profile, lr)) for lr in FULL_FT_LRS}
+    plan = {"zero_shot": ("zero_shot", profile)}
+    for seed in SEEDS:
+        plan.update({f"{method}-s{seed}": (method, profile.replace(seed=seed)) for method in TRAINED})
+    lr = chosen_full_ft_lr(profile, root)
+    if lr is not None:
+        plan.update({f"full_ft-s{seed}": ("last_blocks", full_fine_tuning(profile.replace(seed=seed), lr))
+                     for seed in SEEDS})
+    return plan
+
+
+def full_fine_tuning(profile: Profile, lr: float) -> Profile:
+    """Every weight trained: every block, the final norm and the (tied) embedding, at ``lr``."""
+    return profile.replace(last_blocks=dict(n_blocks=model_depth(profile), lr=lr, embeddings=True))
+
+
+def chosen_full_ft_lr(profile: Profile, root: str | Path = "results") -> float | None:
+    """The full_ft learning rate with the lowest validation loss, once every run of that sweep is in its summary."""
+    path = sweep_dir(profile.name, "full_ft", root) / "summary.json"
+    if not path.exists():
+        return None
+    losses = {row["run"]: row["val_loss"] for row in read_json(path)["rows"]}
+    by_name = {f"lr{lr:g}": lr for lr in FULL_FT_LRS}
+    if set(losses) != set(by_name):
+        return None
+    return by_name[min(losses, key=losses.get)]
+
+
+_DEPTHS: dict[str, int] = {}
 
 
 def model_depth(profile: Profile) -> int:
-    """The number of transformer blocks of the profile's model."""
+    """The number of transformer blocks of the profile's model (loaded once per model)."""
     from .methods import transformer_blocks
     from .models import load_model
 
-    return len(transformer_blocks(load_model(profile)))
+    if profile.model not in _DEPTHS:
+        _DEPTHS[profile.model] = len(transformer_blocks(load_model(profile)))
+    return _DEPTHS[profile.model]
 
 
 def validation_scores(setup: Setup, model, seed: int) -> tuple[list[dict], dict]:
@@ -101,16 +146,27 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
         stats = {k: v for k, v in read_json(finished / "metrics.json", method).items()
                  if k in ("eval_loss", "epochs_run", "train_time_s", "tokens_per_s")}
         stats["best_eval_loss"] = stats.pop("eval_loss")
+    elif method == "zero_shot":
+        history, stats = None, {"best_eval_loss": evaluate_loss(model, setup.splits["validation"], setup.pad_id,
+                                                                profile.train.batch_size, desc="validation loss")}
     else:
         history, stats = train_method(setup, method, model, checkpoints=checkpoints)
     started = time.perf_counter()
     predictions, rouge = validation_scores(setup, model, profile.seed)
     params = parameter_report(model, verbose=False)
     metrics = {"sweep": sweep, "run": name, "method": method, "profile": profile.name, "split": "validation",
-               "eval_loss": stats["best_eval_loss"], "rouge": rouge, "trainable_params": params["trainable"],
-               "trainable_percent": params["percent"], **{k: v for k, v in stats.items() if k != "best_eval_loss"},
+               "seed": profile.seed, "eval_loss": stats["best_eval_loss"], "rouge": rouge,
+               "trainable_params": params["trainable"], "trainable_percent": params["percent"],
+               **{k: v for k, v in stats.items() if k != "best_eval_loss"},
                "generation_s": round(time.perf_counter() - started, 2), "n_val": len(predictions),
                "hit_cap": sum(p["hit_cap"] for p in predictions)}
+    predictions = [{"split": "validation", **p} for p in predictions]
+    if sweep == "seeds":  # the final numbers: the test split too, as the notebooks score it
+        test, test_predictions = evaluate_method(setup, method, model, stats)
+        metrics["split"] = "validation, test"
+        metrics["test"] = {k: test[k] for k in ("test_loss", "rouge", "test_loss_s", "generation_s", "mean_new_tokens",
+                                                "hit_cap", "n_test")}
+        predictions += [{"split": "test", **p} for p in test_predictions]
     settings = method_settings(profile, method)
     config = {"hash": digest, "sweep": sweep, "run": name, "method": method, "profile": profile.to_dict(),
               "environment": environment(), "method_settings": dataclasses.asdict(settings) if settings else None}
@@ -122,7 +178,7 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
               only: list[str] | None = None) -> dict:
     """Every run of ``sweep`` not finished yet, then its summary.json; returns the summary."""
     setup = prepare(profile)
-    plan = runs(profile, sweep)
+    plan = runs(profile, sweep, root)
     unknown = sorted(set(only or ()) - set(plan))
     if unknown:
         raise ConfigError(f"sweep {sweep} has no run(s) {unknown}; its runs are {', '.join(plan)}.")
@@ -140,6 +196,8 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
                 raise
             done = f"skipped: the notebooks' run of {method} is not here ({err})"  # e.g. a fresh clone: make run first
         print(f"[{sweep} {i}/{len(plan)}] {name}: {done}, {time.perf_counter() - started:.0f} s", flush=True)
+    if sweep == "seeds" and not any(name.startswith("full_ft") for name in plan):
+        print("[seeds] full fine-tuning is left out until the full_ft sweep has finished (it chooses its lr)")
     summary = summarize(profile, sweep, root)
     if sweep == "lora_rank" and {"r8", "r64"} <= {r["run"] for r in summary["rows"]}:
         atomic_write_json(lora_geometry(profile, root), sweep_dir(profile.name, sweep, root) / "geometry.json")
@@ -147,31 +205,64 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
 
 
 def describe(profile: Profile, method: str) -> str:
+    """A run's method settings as ``key=value`` text (a prompt's init named, settings added later only when set)."""
+    from .experiment import _ADDED_LATER
+
     settings = method_settings(profile, method)
     if settings is None:
         return "no training"
-    return ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(settings).items()
-                     if v is not None and k != "init_text")
+    values = {k: v for k, v in dataclasses.asdict(settings).items()
+              if v is not None and k not in ("init_text", "uniform_init") and _ADDED_LATER.get(k, object()) != v}
+    if method == "prompt_tuning":
+        values["init"] = "uniform" if settings.uniform_init else "text" if settings.init_text else "vocab"
+    return ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in values.items())
 
 
 def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dict:
-    """summary.json: one row per finished run (validation loss and ROUGE-1, trainable parameters, times)."""
+    """summary.json: one row per finished run (validation loss and ROUGE-1, trainable parameters, times; test scores
+    for the seeds sweep)."""
     rows = []
-    for name, (method, variant) in runs(profile, sweep).items():
+    for name, (method, variant) in runs(profile, sweep, root).items():
         folder = sweep_dir(profile.name, sweep, root) / name
-        if unfinished_reason(folder, method, config_hash(variant, method)) is not None:
+        if not scored(folder, config_hash(variant, method)):
             continue
         m = read_json(folder / "metrics.json", method)
         r1 = m["rouge"]["rouge1"]
-        rows.append({"run": name, "method": method, "settings": describe(variant, method),
-                     "trainable_params": m["trainable_params"], "val_loss": round(m["eval_loss"], 4),
-                     "val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
-                     "val_rouge1_high": round(r1["high"], 4), "epochs_run": m.get("epochs_run"),
-                     "train_time_s": m.get("train_time_s"), "generation_s": m["generation_s"]})
-    summary = {"sweep": sweep, "profile": profile.name, "split": "validation", "n_runs": len(runs(profile, sweep)),
-               "rows": rows}
+        row = {"run": name, "method": method, "settings": describe(variant, method), "seed": variant.seed,
+               "trainable_params": m["trainable_params"], "val_loss": round(m["eval_loss"], 4),
+               "val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
+               "val_rouge1_high": round(r1["high"], 4), "epochs_run": m.get("epochs_run"),
+               "train_time_s": m.get("train_time_s"), "generation_s": m["generation_s"],
+               "device": _device_name(read_json(folder / "config.json", method)["environment"])}
+        if "test" in m:
+            row["test_loss"] = round(m["test"]["test_loss"], 4)
+            for key in ("rouge1", "rouge2", "rougeL"):
+                score = m["test"]["rouge"][key]
+                row.update({f"test_{key}": round(score["mean"], 4), f"test_{key}_low": round(score["low"], 4),
+                            f"test_{key}_high": round(score["high"], 4)})
+        rows.append(row)
+    summary = {"sweep": sweep, "profile": profile.name, "split": "validation" if sweep != "seeds" else "validation, test",
+               "n_runs": len(runs(profile, sweep, root)), "rows": rows}
     atomic_write_json(summary, sweep_dir(profile.name, sweep, root) / "summary.json")
     return summary
+
+
+def scored(folder: Path, digest: str) -> bool:
+    """Whether ``folder`` holds a finished run's scores for these settings: its completion record matches the settings
+    and its config, metrics and predictions. Unlike ``unfinished_reason`` the weights may be absent (full-rank weights
+    are not committed, and a run made on another machine may come back without them); such a run is scored, not
+    reusable, so running the sweep trains it again."""
+    try:
+        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = ("config.json", "metrics.json", "predictions.jsonl")
+    return record.get("hash") == digest and all(
+        (folder / name).is_file() and record.get("files", {}).get(name) == file_sha256(folder / name) for name in files)
+
+
+def _device_name(env: dict) -> str:
+    return env.get("gpu") or env.get("processor", "unknown")
 
 
 # ---------------------------------------------------------------------------
@@ -271,8 +362,13 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="smollm2-aclsum")
     parser.add_argument("--sweep", nargs="+", choices=SWEEPS, required=True)
     parser.add_argument("--runs", nargs="*", default=None, help="only these runs of the sweep, e.g. r8 r64")
+    parser.add_argument("--list", action="store_true", help="print the sweeps' run names, one per line, and stop")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
+    if args.list:
+        for sweep in args.sweep:
+            print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
+        return 0
     for sweep in args.sweep:
         summary = run_sweep(profile, sweep, only=args.runs)
         print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "

@@ -112,3 +112,29 @@ def test_no_cache_where_the_frozen_part_is_random_or_trains():
     lora = make_llama()
     add_lora(lora, LoRAConfig(r=2))
     assert FrozenFeatures.frozen_depth(lora) is None
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_full_fine_tuning_trains_every_weight_and_keeps_the_head_tied(family):
+    model = {"gpt2": make_gpt2, "llama": make_llama}[family]()
+    depth = len(transformer_blocks(model))
+    with pytest.raises(ConfigError, match="every block"):
+        prepare_last_layer({"gpt2": make_gpt2, "llama": make_llama}[family](), n_blocks=depth - 1, embeddings=True)
+    before = fingerprint(model)
+    names = prepare_last_layer(model, n_blocks=depth, embeddings=True)
+    assert set(names) == set(before)  # every weight, the shared embedding/head once
+    head, embedding = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    assert head is embedding
+    losses = train_steps(model)
+    assert losses[-1] < losses[0] - 0.05
+    after = fingerprint(model)
+    assert all(after[k] != before[k] for k in before if "norm" not in k and "ln_" not in k)
+
+
+def test_full_fine_tuning_needs_blocks_in_the_settings():
+    from peft_helpers import LastLayerConfig
+
+    with pytest.raises(ConfigError, match="full fine-tuning"):
+        LastLayerConfig(n_blocks=0, embeddings=True)
+    with pytest.raises(ConfigError, match="True or False"):
+        LastLayerConfig(n_blocks=2, embeddings="yes")

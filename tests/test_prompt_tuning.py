@@ -113,3 +113,13 @@ def test_trigram_blocking_counts_generated_tokens_only():
         trigrams = [tuple(row[i:i + 3]) for i in range(len(row) - 2)]
         assert len(trigrams) == len(set(trigrams))
     assert any(len(set(tuple(r[i:i + 3]) for i in range(len(r) - 2))) < len(r) - 2 for r in plain)  # greedy loops
+
+
+def test_uniform_initialisation_draws_from_minus_half_to_half_and_follows_the_seed():
+    model = make_gpt2()
+    a = add_soft_prompt(model, tokenizer=None, n_tokens=30, init_text="ignored", seed=3, uniform=True).prompt.data
+    b = add_soft_prompt(make_gpt2(), tokenizer=None, n_tokens=30, init_text=None, seed=3, uniform=True).prompt.data
+    c = add_soft_prompt(make_gpt2(), tokenizer=None, n_tokens=30, init_text=None, seed=4, uniform=True).prompt.data
+    assert a.shape == (30, model.config.n_embd) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= -0.5 and a.max() <= 0.5 and a.std() == pytest.approx(1 / 12 ** 0.5, rel=0.1)
+    assert not any(torch.equal(row, w) for row in a[:3] for w in model.transformer.wte.weight[:5000])

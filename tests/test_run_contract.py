@@ -331,3 +331,16 @@ def test_the_runner_executes_a_notebook_of_the_smoke_profile(monkeypatch):
     main(["--profile", "smoke", "--only", "00_data_prep"])
     cells = [c for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"]
     assert cells and all(c.get("execution_count") for c in cells)  # every cell ran
+
+
+def test_settings_added_later_keep_the_committed_results_valid_and_count_once_set():
+    """uniform_init and embeddings were added after the smollm2-aclsum runs: at their defaults the hash is unchanged."""
+    profile = get_profile("smollm2-aclsum")
+    for method in ("prompt_tuning", "last_layer", "last_blocks", "lora", "zero_shot"):
+        committed = json.loads((Path(__file__).resolve().parents[1] / "results" / "smollm2-aclsum" / method /
+                                "config.json").read_text())
+        assert committed["hash"] == config_hash(profile, method), method
+    assert config_hash(profile.replace(prompt_tuning=dict(uniform_init=True)), "prompt_tuning") != \
+        config_hash(profile, "prompt_tuning")
+    assert config_hash(profile.replace(last_blocks=dict(n_blocks=30, embeddings=True)), "last_blocks") != \
+        config_hash(profile.replace(last_blocks=dict(n_blocks=30)), "last_blocks")

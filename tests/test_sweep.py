@@ -62,9 +62,15 @@ def test_the_sweeps_name_their_runs_and_refuse_unknown_ones():
     assert {p.lora.r for _, p in plan.values()} == {1, 2, 4, 8, 16, 64}
     assert all(p.lora.targets == ("c_attn",) and p.lora.alpha == profile.lora.alpha for _, p in plan.values())
     assert [p.prompt_tuning.n_tokens for _, p in runs(profile, "prompt_length").values()] == [1, 5, 20, 50, 100]
-    ceiling = runs(profile, "all_blocks")
+    ceiling = runs(profile, "full_ft")
     assert {m for m, _ in ceiling.values()} == {"last_blocks"} and len(ceiling) == 3
-    assert {p.last_blocks.n_blocks for _, p in ceiling.values()} == {2}  # every block of the 2-block smoke model
+    assert {(p.last_blocks.n_blocks, p.last_blocks.embeddings) for _, p in ceiling.values()} == {(2, True)}
+    init = runs(profile, "prompt_init")
+    assert init["vocab"][1].prompt_tuning.init_text is None and init["uniform"][1].prompt_tuning.uniform_init
+    # every trained run is fp32 on every device; the methods sweep scores the notebooks' own runs
+    assert all(p.train.precision == "fp32" for s in ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds")
+               for _, p in runs(profile, s).values())
+    assert all(p == profile for _, p in runs(profile, "methods").values())
     with pytest.raises(ValueError, match="unknown sweep"):
         runs(profile, "learning_rate")
     with pytest.raises(ValueError, match="no run"):
@@ -147,3 +153,45 @@ def test_the_methods_sweep_skips_a_method_whose_run_is_missing(tmp_path, capsys)
     log = capsys.readouterr().out
     assert "prompt_tuning: skipped: the notebooks' run of prompt_tuning is not here" in log
     assert [r["run"] for r in summary["rows"]] == []  # zero-shot too needs the notebooks' metrics
+
+
+def test_the_seeds_sweep_adds_full_fine_tuning_at_the_learning_rate_validation_chose(tmp_path):
+    profile = get_profile("smoke")
+    plan = runs(profile, "seeds", tmp_path)
+    assert list(plan)[0] == "zero_shot" and len(plan) == 1 + 4 * 3  # no full_ft summary yet
+    assert {p.seed for name, (_, p) in plan.items() if name.endswith("-s2")} == {2}
+    folder = sweep_dir("smoke", "full_ft", tmp_path)
+    folder.mkdir(parents=True)
+    rows = [{"run": "lr1e-05", "val_loss": 3.0}, {"run": "lr3e-05", "val_loss": 2.5}]
+    (folder / "summary.json").write_text(json.dumps({"rows": rows}))
+    assert sweep_module.chosen_full_ft_lr(profile, tmp_path) is None  # one learning rate has not finished
+    (folder / "summary.json").write_text(json.dumps({"rows": rows + [{"run": "lr0.0001", "val_loss": 2.7}]}))
+    assert sweep_module.chosen_full_ft_lr(profile, tmp_path) == 3e-5
+    plan = runs(profile, "seeds", tmp_path)
+    full = {name: p for name, (m, p) in plan.items() if name.startswith("full_ft")}
+    assert list(full) == ["full_ft-s0", "full_ft-s1", "full_ft-s2"]
+    assert {(p.last_blocks.lr, p.last_blocks.embeddings, p.seed) for p in full.values()} == {
+        (3e-5, True, 0), (3e-5, True, 1), (3e-5, True, 2)}
+
+
+def test_the_seeds_sweep_scores_validation_and_test_and_its_summary_survives_missing_weights(tmp_path):
+    profile = get_profile("smoke")
+    summary = run_sweep(profile, "seeds", root=tmp_path, checkpoints=tmp_path / "ck", only=["zero_shot", "lora-s1"])
+    assert [r["run"] for r in summary["rows"]] == ["zero_shot", "lora-s1"]
+    row = summary["rows"][1]
+    assert row["seed"] == 1 and 0 <= row["test_rouge1_low"] <= row["test_rouge1"] <= row["test_rouge1_high"] <= 1
+    folder = sweep_dir("smoke", "seeds", tmp_path) / "lora-s1"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test"]["n_test"] == 8 and metrics["n_val"] == 8 and metrics["seed"] == 1
+    splits = [json.loads(line)["split"] for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert splits == ["validation"] * 8 + ["test"] * 8
+    assert json.loads((folder / "config.json").read_text())["profile"]["train"]["precision"] == "fp32"
+    digest = json.loads((folder / "complete.json").read_text())["hash"]
+    import shutil
+
+    shutil.rmtree(folder / "adapter")  # weights not committed: the scores still count
+    assert sweep_module.scored(folder, digest)
+    assert [r["run"] for r in sweep_module.summarize(profile, "seeds", tmp_path)["rows"]] == ["zero_shot", "lora-s1"]
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "eval_loss": 0.0}))  # edited after the run: not
+    assert not sweep_module.scored(folder, digest)
+    assert not sweep_module.scored(folder, "another settings hash")
