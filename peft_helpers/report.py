@@ -281,36 +281,44 @@ def sweep_rows(profile_name: str, sweep: str) -> list[dict]:
     return read_json(path)["rows"] if path.exists() else []
 
 
+FULL_FT_LABEL, FULL_FT_COLOR = "full fine-tuning", "#9467bd"
+
+
 def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path: Path):
-    """Validation loss and ROUGE-1 against trainable parameters: the LoRA ranks, prompt lengths and every method."""
+    """Validation loss and ROUGE-1 against trainable parameters: the LoRA ranks, prompt lengths and every method.
+
+    ``methods`` rows carry a mean ``val_loss``/``val_rouge1`` and, from the seeds sweep, the lowest and highest value
+    over the seeds (``<key>_min``/``<key>_max``), drawn as a bar.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, ("val_loss", "val_rouge1")):
         for rows, method, mark in ((rank, "lora", "o-"), (prompt, "prompt_tuning", "^-")):
             if not rows:
                 continue
             xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
-            label = "LoRA, family-default targets, by rank r" if method == "lora" else "prompt tuning, by length n"
-            ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.8, label=label)
+            label = "LoRA on q, v, by rank r" if method == "lora" else "prompt tuning, by length n"
+            ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.6, label=label)
             for r, x, y in zip(rows, xs, ys):
                 ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-            if key == "val_rouge1":
-                ax.errorbar(xs, ys, yerr=[[r[key] - r["val_rouge1_low"] for r in rows],
-                                          [r["val_rouge1_high"] - r[key] for r in rows]],
-                            fmt="none", color=COLORS[method], alpha=0.5, capsize=2)
         for r in methods:
-            if r[key] is None:  # validation ROUGE needs the methods sweep; the loss is in every run's metrics
+            if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
                 continue
+            color = FULL_FT_COLOR if r["method"] == "full_ft" else COLORS[r["method"]]
+            label = FULL_FT_LABEL if r["method"] == "full_ft" else LABELS[r["method"]]
             if r["method"] == "zero_shot":
-                ax.axhline(r[key], color=COLORS["zero_shot"], ls=":", label="zero-shot")
+                ax.axhline(r[key], color=color, ls=":", label="zero-shot")
                 continue
-            ax.plot(r["trainable_params"], r[key], "D", color=COLORS[r["method"]], ms=7, markeredgecolor="black",
-                    label=f"{LABELS[r['method']]} (the notebooks' run)")
+            spread = ([[r[key] - r[f"{key}_min"]], [r[f"{key}_max"] - r[key]]] if f"{key}_min" in r else None)
+            ax.errorbar(r["trainable_params"], r[key], yerr=spread, fmt="D", color=color, ms=7, capsize=3,
+                        markeredgecolor="black", label=label + (f" ({r['n_seeds']} seeds)" if "n_seeds" in r
+                                                                 else " (the notebooks' run)"))
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.set(xlabel="trainable parameters (log scale)",
-               ylabel="validation loss" if key == "val_loss" else "validation ROUGE-1 (95% interval)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+               ylabel="validation loss" if key == "val_loss" else "validation ROUGE-1")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return fig
@@ -385,28 +393,211 @@ def geometry_sentences(geometry: dict) -> list[str]:
     return [first, second]
 
 
+SEED_ORDER = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft")
+
+
+def seed_groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """The seeds sweep's rows by method (``full_ft`` apart from last_blocks), in SEED_ORDER, each sorted by seed."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["run"].split("-s")[0], []).append(r)
+    return {k: sorted(groups[k], key=lambda r: r["seed"]) for k in SEED_ORDER if k in groups}
+
+
+def _label(key: str) -> str:
+    return FULL_FT_LABEL if key == "full_ft" else LABELS[key]
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def _pm(values: list[float], digits: int = 3) -> str:
+    mean, sd = _mean_sd(values)
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def ranking_sentence(groups: dict[str, list[dict]], key: str = "test_rouge1") -> str:
+    """Whether the methods' order by ``key`` is the same in every training seed, decided from the numbers."""
+    trained = {m: {r["seed"]: r[key] for r in rows} for m, rows in groups.items() if m != "zero_shot"}
+    seeds = sorted(set.intersection(*(set(v) for v in trained.values())))
+    means = {m: sum(v[s] for s in seeds) / len(seeds) for m, v in trained.items()}
+    order = sorted(means, key=means.get, reverse=True)
+    swaps = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]
+             if any(trained[a][s] <= trained[b][s] for s in seeds)]
+    text = (f"Ordered by mean test ROUGE-1 over seeds {', '.join(map(str, seeds))}: "
+            + " > ".join(f"{_label(m)} ({means[m]:.3f})" for m in order) + ". ")
+    if not swaps:
+        return text + "The order is the same in every seed."
+    pairs = "; ".join(f"{_label(a)} vs {_label(b)} (" + ", ".join(
+        f"seed {s}: {trained[a][s]:.3f} vs {trained[b][s]:.3f}" for s in seeds) + ")" for a, b in swaps)
+    return text + f"It is not the same in every seed: {pairs}."
+
+
+def seeds_data(rank_rows: list[dict], rows: list[dict], results: dict[str, dict] | None) -> dict | None:
+    """The seeds table, the share of full fine-tuning's gain, the ranking sentence and the cross-device check."""
+    groups = seed_groups(rows)
+    if "zero_shot" not in groups or len(groups) < 2:
+        return None
+    table = []
+    for m, g in groups.items():
+        halves = [(r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 for r in g]
+        table.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
+                      "seeds": ", ".join(str(r["seed"]) for r in g),
+                      "val loss": _pm([r["val_loss"] for r in g]),
+                      "test ROUGE-1": _pm([r["test_rouge1"] for r in g]),
+                      "95% CI ±": f"{sum(halves) / len(halves):.3f}",
+                      "test ROUGE-2": _pm([r["test_rouge2"] for r in g]),
+                      "test ROUGE-L": _pm([r["test_rougeL"] for r in g])})
+    halves = [(r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 for g in groups.values() for r in g]
+    half, spread = sum(halves) / len(halves), _max_sd(groups, "test_rouge1")
+    compare = (f"The bootstrap intervals over test documents (±{half:.3f} on average) are wider than the largest spread "
+               f"across seeds (standard deviation {spread:.3f}): on this test set, which documents are scored moves "
+               f"ROUGE-1 more than how training went." if half > spread else
+               f"The spread across seeds (standard deviation up to {spread:.3f}) reaches the width of the bootstrap "
+               f"intervals over test documents (±{half:.3f} on average): a single training run is not enough to rank "
+               f"methods this close.")
+    out = {**_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups), "share": None, "device_check": None,
+           "spread": compare, "lora_share": None}
+    zs = groups["zero_shot"][0]
+    if "full_ft" in groups:
+        ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("val_loss", "val_rouge1")}
+        share = []
+        for m, g in groups.items():
+            if m in ("zero_shot", "full_ft"):
+                continue
+            loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("val_loss", "val_rouge1"))
+            loss_share = (zs["val_loss"] - loss) / (zs["val_loss"] - ft["val_loss"])
+            r1_share = (r1 - zs["val_rouge1"]) / (ft["val_rouge1"] - zs["val_rouge1"])
+            millions = g[0]["trainable_params"] / 1e6
+            if m == "lora":
+                out["lora_share"] = {"loss": f"{loss_share:.0%}", "rouge1": f"{r1_share:.0%}",
+                                     "params": f"{g[0]['trainable_params']:,}",
+                                     "percent": f"{100 * g[0]['trainable_params'] / groups['full_ft'][0]['trainable_params']:.1f}",
+                                     "ft_params": f"{groups['full_ft'][0]['trainable_params']:,}",
+                                     "seeds": f"{len(g)} and {len(groups['full_ft'])}" if len(g) != len(groups["full_ft"])
+                                     else str(len(g)),
+                                     "verdict": ("nearly all of what updating every weight achieves on this task fits "
+                                                 "in a low-rank update" if loss_share >= 0.9 else
+                                                 "most of what updating every weight achieves on this task fits in a "
+                                                 "low-rank update" if loss_share >= 0.5 else
+                                                 "on this task a low-rank update falls well short of updating every "
+                                                 "weight")}
+            share.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
+                          "loss gain": f"{loss_share:.0%}", "ROUGE-1 gain": f"{r1_share:.0%}",
+                          "loss gain per M params": f"{loss_share / millions:.3g}",
+                          "ROUGE-1 gain per M params": f"{r1_share / millions:.3g}"})
+        out["share"] = {**_table(pd.DataFrame(share)), "zs_loss": _num(zs["val_loss"]), "ft_loss": _num(ft["val_loss"]),
+                        "zs_rouge1": _num(zs["val_rouge1"]), "ft_rouge1": _num(ft["val_rouge1"])}
+    if results:
+        pairs = [(m, results[m], g[0]) for m, g in groups.items() if m in results and g[0]["seed"] == 0]
+        if pairs:
+            loss_gap = max(abs(res["metrics"]["eval_loss"] - r["val_loss"]) for _, res, r in pairs)
+            r1_gap = max(abs(res["metrics"]["rouge"]["rouge1"]["mean"] - r["test_rouge1"]) for _, res, r in pairs)
+            env = results[pairs[0][0]]["config"]["environment"]
+            where = env["gpu"] if env.get("gpu") else f"a {env.get('cpu_count', '?')}-core CPU ({env.get('processor')})"
+            out["device_check"] = (f"Seed 0 repeats the notebooks' runs with the same settings in fp32; the notebooks "
+                                   f"ran on {where}. Over the {len(pairs)} methods the validation losses differ by at "
+                                   f"most {loss_gap:.4f} and test ROUGE-1 by at most {r1_gap:.3f}, against a spread "
+                                   f"across seeds of up to {_max_sd(groups, 'test_rouge1'):.3f} (standard deviation).")
+    return out
+
+
+def _max_sd(groups: dict[str, list[dict]], key: str) -> float:
+    return max((_mean_sd([r[key] for r in g])[1] or 0.0) for g in groups.values())
+
+
+def _device(env: dict) -> str:
+    return env.get("gpu") or env.get("processor", "an unrecorded machine")
+
+
+def devices_sentence(all_rows: list[dict]) -> str:
+    """Which machines ran the sweeps' runs, with counts."""
+    counts: dict[str, list[str]] = {}
+    for r in all_rows:
+        counts.setdefault(r.get("device", "an unrecorded machine"), []).append(r["run"])
+    parts = sorted(counts.items(), key=lambda item: -len(item[1]))
+    text = " and ".join(f"{d} ({len(runs)} run{'s' * (len(runs) != 1)}"
+                        + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
+    return f"The runs of this section ran on {text}."
+
+
+def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
+    """What the prompt-length and initialisation runs say next to Lester et al. (2021), decided from the numbers."""
+    out = []
+    if prompt:
+        by_n = {int(r["run"][1:]): r for r in prompt}
+        best = min(by_n.values(), key=lambda r: r["val_loss"])
+        enough = _smallest_within(prompt)
+        text = (f"Validation loss falls from {_num(by_n[min(by_n)]['val_loss'])} with {min(by_n)} soft token(s) to "
+                f"{_num(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt within 0.02 of the lowest is "
+                f"n = {enough['run'][1:]}.")
+        if 20 in by_n and max(by_n) > 20:
+            gain = by_n[20]["val_loss"] - min(r["val_loss"] for n, r in by_n.items() if n > 20)
+            rouge = [r for n, r in by_n.items() if n >= 20]
+            overlap = max(r["val_rouge1_low"] for r in rouge) <= min(r["val_rouge1_high"] for r in rouge)
+            text += (f" Beyond 20 tokens the loss still drops by {gain:.3f}" + (
+                f", while validation ROUGE-1 stays within overlapping intervals ("
+                + ", ".join(f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")" if overlap else
+                ", and validation ROUGE-1 moves with it (" + ", ".join(
+                    f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")") + ".")
+            text += (" So gains flatten past about 20 tokens in ROUGE, as Lester et al. found, but not yet in loss."
+                     if overlap and gain > 0.02 else
+                     " So gains flatten past about 20 tokens, as Lester et al. found." if gain <= 0.02 else "")
+        out.append(text)
+    if init:
+        ordered = sorted(init, key=lambda r: r["val_loss"])
+        spread = ordered[-1]["val_loss"] - ordered[0]["val_loss"]
+        text = ("With 20 tokens, the initialisations give validation losses " + ", ".join(
+            f"{r['init']} {_num(r['val_loss'])}" for r in ordered) + f" (a spread of {spread:.3f}; validation ROUGE-1 "
+            + ", ".join(f"{_num(r['val_rouge1'])}" for r in ordered) + ").")
+        text += (" The initialisation still matters at 135M parameters, as Lester et al. found for their smaller "
+                 "models: the starts from real embeddings end ahead of random noise."
+                 if spread > 0.02 and ordered[-1]["init"] == "uniform" else
+                 " At this size the initialisation changes little, which Lester et al. saw only for large models."
+                 if spread <= 0.02 else "")
+        out.append(text)
+    return out
+
+
 def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None = None) -> dict | None:
     """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs.
 
-    The notebooks' runs (``results``) stand beside the sweeps at their validation loss; their validation ROUGE-1
-    comes from the ``methods`` sweep when it has run.
+    The methods stand beside the sweeps at the mean over their training seeds (the seeds sweep) or, before that has
+    run, as the notebooks' runs at their validation loss (their validation ROUGE-1 from the ``methods`` sweep).
     """
     from .sweep import runs, sweep_dir
     from .config import get_profile
 
-    rank, methods, prompt = (sweep_rows(profile_name, s) for s in ("lora_rank", "methods", "prompt_length"))
-    if not rank and not prompt:
+    rank, methods, prompt, init, full, seeds = (sweep_rows(profile_name, s) for s in (
+        "lora_rank", "methods", "prompt_length", "prompt_init", "full_ft", "seeds"))
+    if not any((rank, prompt, seeds)):
         return None
-    scored = {r["method"] for r in methods}
-    methods = methods + [{"method": m, "trainable_params": r["metrics"]["trainable_params"],
-                          "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None}
-                         for m, r in (results or {}).items() if m not in scored]
+    groups = seed_groups(seeds)
+    if groups:
+        methods = []
+        for m, g in groups.items():
+            row = {"method": m, "trainable_params": g[0]["trainable_params"], "n_seeds": len(g)}
+            for key in ("val_loss", "val_rouge1"):
+                values = [r[key] for r in g]
+                row.update({key: sum(values) / len(values), f"{key}_min": min(values), f"{key}_max": max(values)})
+            methods.append(row)
+    else:
+        scored = {r["method"] for r in methods}
+        methods = methods + [{"method": m, "trainable_params": r["metrics"]["trainable_params"],
+                              "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None}
+                             for m, r in (results or {}).items() if m not in scored]
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
     out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
-           "rank": None, "prompt": None, "geometry": None, "methods": None}
+           "rank": None, "prompt": None, "init": None, "full": None, "seeds": None, "geometry": None,
+           "methods": None, "prompt_text": [],
+           "devices": devices_sentence(rank + prompt + init + full + seeds)}
 
-    def table(rows, first):
-        return _table(pd.DataFrame([{first: r["run"][1:], "trained params": f"{r['trainable_params']:,}",
+    def table(rows, first, name=lambda r: r["run"][1:]):
+        return _table(pd.DataFrame([{first: name(r), "trained params": f"{r['trainable_params']:,}",
                                      "val loss": _num(r["val_loss"]),
                                      "val ROUGE-1": f"{_num(r['val_rouge1'])} [{_num(r['val_rouge1_low'])}, "
                                                     f"{_num(r['val_rouge1_high'])}]",
@@ -427,6 +618,20 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         out["prompt"] = {**table(prompt, "n"), "done": f"{len(prompt)} of {planned.get('prompt_length', len(prompt))}",
                          "enough": low["run"][1:], "lengths": ", ".join(r["run"][1:] for r in prompt),
                          "losses": ", ".join(_num(r["val_loss"]) for r in prompt)}
+    text_init = [{**r, "run": "text", "init": "text"} for r in prompt if r["run"] == "n20"]
+    init = text_init + [{**r, "init": r["run"]} for r in init] if init else []
+    if init:
+        out["init"] = table(init, "init", name=lambda r: r["init"])
+    out["prompt_text"] = prompt_sentences(prompt, init)
+    if full:
+        chosen = min(full, key=lambda r: r["val_loss"])
+        lrs = sorted(full, key=lambda r: float(r["run"][2:]))
+        edge = ("the largest" if chosen is lrs[-1] else "the smallest" if chosen is lrs[0] else None)
+        out["full"] = {**table(lrs, "lr", name=lambda r: r["run"][2:]), "chosen": chosen["run"][2:],
+                       "params": f"{full[0]['trainable_params']:,}",
+                       "edge": (f" It is {edge} learning rate tried, so a {'larger' if edge == 'the largest' else 'smaller'}"
+                                f" one might lower the ceiling's loss further." if edge else "")}
+    out["seeds"] = seeds_data(rank, seeds, results)
     out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
     out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank") / "geometry.json"

@@ -195,3 +195,55 @@ def test_the_seeds_sweep_scores_validation_and_test_and_its_summary_survives_mis
     (folder / "metrics.json").write_text(json.dumps({**metrics, "eval_loss": 0.0}))  # edited after the run: not
     assert not sweep_module.scored(folder, digest)
     assert not sweep_module.scored(folder, "another settings hash")
+
+
+def _seed_row(run, seed, params, val_loss, val_r1, test_r1, half=0.02):
+    return {"run": run, "seed": seed, "trainable_params": params, "val_loss": val_loss, "val_rouge1": val_r1,
+            "test_rouge1": test_r1, "test_rouge1_low": test_r1 - half, "test_rouge1_high": test_r1 + half,
+            "test_rouge2": test_r1 / 3, "test_rougeL": test_r1 / 2, "device": "GPU"}
+
+
+def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tuning_gain_from_the_numbers():
+    from peft_helpers.report import ranking_sentence, seed_groups, seeds_data
+
+    rows = [_seed_row("zero_shot", 0, 0, 3.0, 0.30, 0.30)]
+    for s, (lora, prompt) in enumerate([(0.47, 0.44), (0.46, 0.45), (0.48, 0.43)]):
+        rows += [_seed_row(f"lora-s{s}", s, 1_000_000, 2.05, 0.46, lora), _seed_row(f"prompt_tuning-s{s}", s, 10_000,
+                                                                                    2.5, 0.42, prompt),
+                 _seed_row(f"full_ft-s{s}", s, 100_000_000, 2.0, 0.50, 0.465)]
+    groups = seed_groups(rows)
+    assert list(groups) == ["zero_shot", "prompt_tuning", "lora", "full_ft"]
+    text = ranking_sentence(groups)
+    assert text.index("LoRA (0.470)") < text.index("full fine-tuning (0.465)") < text.index("prompt tuning (0.440)")
+    assert "not the same in every seed: LoRA vs full fine-tuning (seed 0: 0.470 vs 0.465, seed 1: 0.460 vs 0.465" in text
+    data = seeds_data([], rows, None)
+    share = {row[0]: row for row in data["share"]["rows"]}
+    assert share["LoRA"][2] == "95%" and share["LoRA"][3] == "80%"  # (3.0 - 2.05) / (3.0 - 2.0); (.46 - .30) / (.50 - .30)
+    assert share["prompt tuning"][2] == "50%" and share["prompt tuning"][4] == "50"  # 0.5 per 0.01 M parameters
+    assert data["lora_share"]["verdict"].startswith("nearly all") and data["lora_share"]["percent"] == "1.0"
+    assert "wider than the largest spread across seeds" in data["spread"]  # ±0.02 against an sd of 0.01
+    rows = [r if not r["run"].startswith("lora") else {**r, "test_rouge1": 0.49 + 0.02 * r["seed"], "val_loss": 2.8}
+            for r in rows if not r["run"].startswith("prompt")]
+    data = seeds_data([], rows, None)
+    assert "same in every seed" in data["ranking"] and "reaches the width" in data["spread"]
+    assert data["lora_share"]["verdict"].startswith("on this task a low-rank update falls well short")
+
+
+def test_the_prompt_sentences_follow_the_numbers():
+    from peft_helpers.report import prompt_sentences
+
+    def row(n, loss, r1):
+        return {"run": f"n{n}", "trainable_params": 10 * n, "val_loss": loss, "val_rouge1": r1,
+                "val_rouge1_low": r1 - 0.02, "val_rouge1_high": r1 + 0.02}
+
+    flat = [row(1, 3.1, 0.36), row(20, 2.86, 0.43), row(100, 2.85, 0.44)]
+    text = prompt_sentences(flat, [])[0]
+    assert "shortest prompt within 0.02 of the lowest is n = 20" in text and "flatten past about 20 tokens, as" in text
+    steep = [row(1, 3.1, 0.36), row(20, 2.86, 0.40), row(100, 2.70, 0.47)]
+    text = prompt_sentences(steep, [])[0]
+    assert "n = 100" in text and "moves with it" in text and "flatten" not in text
+    init = [{**row(20, 2.86, 0.43), "init": "text"}, {**row(20, 2.87, 0.43), "init": "vocab"},
+            {**row(20, 2.95, 0.42), "init": "uniform"}]
+    assert "still matters" in prompt_sentences([], init)[0]
+    same = [{**r, "val_loss": 2.86 + i * 0.005} for i, r in enumerate(init)]
+    assert "changes little" in prompt_sentences([], same)[0]
