@@ -33,9 +33,10 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
-# Sweeps on the validation split (SWEEP=lora_rank|prompt_length|methods, several allowed); resumable: kill it,
-# run it again, it continues. Then `make report` adds them to the report.
-SWEEP ?= lora_rank methods
+# Sweeps (SWEEP=lora_rank|prompt_length|prompt_init|full_ft|seeds|methods, several allowed; only seeds reads the
+# test split); resumable: kill it, run it again, it continues. Then `make report` adds them to the report.
+# Hours on a 2-core CPU, minutes on a GPU (README: Sweeps).
+SWEEP ?= lora_rank prompt_length prompt_init full_ft seeds
 sweep: setup
 	$(PY) -m peft_helpers.sweep --profile smollm2-aclsum --sweep $(SWEEP)
 

@@ -437,7 +437,7 @@ def ranking_sentence(groups: dict[str, list[dict]], key: str = "test_rouge1") ->
     return text + f"It is not the same in every seed: {pairs}."
 
 
-def seeds_data(rank_rows: list[dict], rows: list[dict], results: dict[str, dict] | None) -> dict | None:
+def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None:
     """The seeds table, the share of full fine-tuning's gain, the ranking sentence and the cross-device check."""
     groups = seed_groups(rows)
     if "zero_shot" not in groups or len(groups) < 2:
@@ -454,9 +454,9 @@ def seeds_data(rank_rows: list[dict], rows: list[dict], results: dict[str, dict]
                       "test ROUGE-L": _pm([r["test_rougeL"] for r in g])})
     halves = [(r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 for g in groups.values() for r in g]
     half, spread = sum(halves) / len(halves), _max_sd(groups, "test_rouge1")
-    compare = (f"The bootstrap intervals over test documents (±{half:.3f} on average) are wider than the largest spread "
-               f"across seeds (standard deviation {spread:.3f}): on this test set, which documents are scored moves "
-               f"ROUGE-1 more than how training went." if half > spread else
+    compare = (f"The bootstrap intervals over test documents (±{half:.3f} on average) are wider than the largest "
+               f"spread across seeds (standard deviation {spread:.3f}): on this test set, which documents are scored "
+               f"moves ROUGE-1 more than how training went." if half > spread else
                f"The spread across seeds (standard deviation up to {spread:.3f}) reaches the width of the bootstrap "
                f"intervals over test documents (±{half:.3f} on average): a single training run is not enough to rank "
                f"methods this close.")
@@ -474,18 +474,7 @@ def seeds_data(rank_rows: list[dict], rows: list[dict], results: dict[str, dict]
             r1_share = (r1 - zs["val_rouge1"]) / (ft["val_rouge1"] - zs["val_rouge1"])
             millions = g[0]["trainable_params"] / 1e6
             if m == "lora":
-                out["lora_share"] = {"loss": f"{loss_share:.0%}", "rouge1": f"{r1_share:.0%}",
-                                     "params": f"{g[0]['trainable_params']:,}",
-                                     "percent": f"{100 * g[0]['trainable_params'] / groups['full_ft'][0]['trainable_params']:.1f}",
-                                     "ft_params": f"{groups['full_ft'][0]['trainable_params']:,}",
-                                     "seeds": f"{len(g)} and {len(groups['full_ft'])}" if len(g) != len(groups["full_ft"])
-                                     else str(len(g)),
-                                     "verdict": ("nearly all of what updating every weight achieves on this task fits "
-                                                 "in a low-rank update" if loss_share >= 0.9 else
-                                                 "most of what updating every weight achieves on this task fits in a "
-                                                 "low-rank update" if loss_share >= 0.5 else
-                                                 "on this task a low-rank update falls well short of updating every "
-                                                 "weight")}
+                out["lora_share"] = _lora_share(loss_share, r1_share, g, groups["full_ft"])
             share.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
                           "loss gain": f"{loss_share:.0%}", "ROUGE-1 gain": f"{r1_share:.0%}",
                           "loss gain per M params": f"{loss_share / millions:.3g}",
@@ -504,6 +493,20 @@ def seeds_data(rank_rows: list[dict], rows: list[dict], results: dict[str, dict]
                                    f"most {loss_gap:.4f} and test ROUGE-1 by at most {r1_gap:.3f}, against a spread "
                                    f"across seeds of up to {_max_sd(groups, 'test_rouge1'):.3f} (standard deviation).")
     return out
+
+
+def _lora_share(loss_share: float, r1_share: float, lora: list[dict], full: list[dict]) -> dict:
+    """What theory answer 4 says of LoRA against full fine-tuning, the verdict decided by the loss share."""
+    params, total = lora[0]["trainable_params"], full[0]["trainable_params"]
+    if loss_share >= 0.9:
+        verdict = "nearly all of what updating every weight achieves on this task fits in a low-rank update"
+    elif loss_share >= 0.5:
+        verdict = "most of what updating every weight achieves on this task fits in a low-rank update"
+    else:
+        verdict = "on this task a low-rank update falls well short of updating every weight"
+    seeds = str(len(lora)) if len(lora) == len(full) else f"{len(lora)} and {len(full)}"
+    return {"loss": f"{loss_share:.0%}", "rouge1": f"{r1_share:.0%}", "params": f"{params:,}",
+            "percent": f"{100 * params / total:.1f}", "ft_params": f"{total:,}", "seeds": seeds, "verdict": verdict}
 
 
 def _max_sd(groups: dict[str, list[dict]], key: str) -> float:
@@ -629,9 +632,9 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         edge = ("the largest" if chosen is lrs[-1] else "the smallest" if chosen is lrs[0] else None)
         out["full"] = {**table(lrs, "lr", name=lambda r: r["run"][2:]), "chosen": chosen["run"][2:],
                        "params": f"{full[0]['trainable_params']:,}",
-                       "edge": (f" It is {edge} learning rate tried, so a {'larger' if edge == 'the largest' else 'smaller'}"
-                                f" one might lower the ceiling's loss further." if edge else "")}
-    out["seeds"] = seeds_data(rank, seeds, results)
+                       "edge": (f" It is {edge} learning rate tried, so a {edge.split()[1][:-3]}er one might lower the "
+                                f"ceiling's loss further." if edge else "")}
+    out["seeds"] = seeds_data(seeds, results)
     out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
     out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank") / "geometry.json"

@@ -47,10 +47,11 @@ from .experiment import (
     Setup, build_model, config_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
 )
 from .methods import AdapterError, parameter_report
-from .training import evaluate_loss
 from .results import (
-    COMPLETE, ResultsError, atomic_write_json, file_sha256, profile_dir, read_csv, read_json, read_safetensors, results_dir, unfinished_reason,
+    COMPLETE, ResultsError, atomic_write_json, file_sha256, profile_dir, read_csv, read_json, read_safetensors,
+    results_dir, unfinished_reason,
 )
+from .training import evaluate_loss
 
 SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "methods")
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
@@ -241,8 +242,9 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
                 row.update({f"test_{key}": round(score["mean"], 4), f"test_{key}_low": round(score["low"], 4),
                             f"test_{key}_high": round(score["high"], 4)})
         rows.append(row)
-    summary = {"sweep": sweep, "profile": profile.name, "split": "validation" if sweep != "seeds" else "validation, test",
-               "n_runs": len(runs(profile, sweep, root)), "rows": rows}
+    split = "validation, test" if sweep == "seeds" else "validation"
+    summary = {"sweep": sweep, "profile": profile.name, "split": split, "n_runs": len(runs(profile, sweep, root)),
+               "rows": rows}
     atomic_write_json(summary, sweep_dir(profile.name, sweep, root) / "summary.json")
     return summary
 

@@ -216,7 +216,7 @@ def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tunin
     text = ranking_sentence(groups)
     assert text.index("LoRA (0.470)") < text.index("full fine-tuning (0.465)") < text.index("prompt tuning (0.440)")
     assert "not the same in every seed: LoRA vs full fine-tuning (seed 0: 0.470 vs 0.465, seed 1: 0.460 vs 0.465" in text
-    data = seeds_data([], rows, None)
+    data = seeds_data(rows, None)
     share = {row[0]: row for row in data["share"]["rows"]}
     assert share["LoRA"][2] == "95%" and share["LoRA"][3] == "80%"  # (3.0 - 2.05) / (3.0 - 2.0); (.46 - .30) / (.50 - .30)
     assert share["prompt tuning"][2] == "50%" and share["prompt tuning"][4] == "50"  # 0.5 per 0.01 M parameters
@@ -224,7 +224,7 @@ def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tunin
     assert "wider than the largest spread across seeds" in data["spread"]  # ±0.02 against an sd of 0.01
     rows = [r if not r["run"].startswith("lora") else {**r, "test_rouge1": 0.49 + 0.02 * r["seed"], "val_loss": 2.8}
             for r in rows if not r["run"].startswith("prompt")]
-    data = seeds_data([], rows, None)
+    data = seeds_data(rows, None)
     assert "same in every seed" in data["ranking"] and "reaches the width" in data["spread"]
     assert data["lora_share"]["verdict"].startswith("on this task a low-rank update falls well short")
 
