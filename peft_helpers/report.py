@@ -535,9 +535,10 @@ def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
         by_n = {int(r["run"][1:]): r for r in prompt}
         best = min(by_n.values(), key=lambda r: r["val_loss"])
         enough = _smallest_within(prompt)
-        text = (f"Validation loss falls from {_num(by_n[min(by_n)]['val_loss'])} with {min(by_n)} soft token(s) to "
-                f"{_num(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt within 0.02 of the lowest is "
-                f"n = {enough['run'][1:]}.")
+        first = min(by_n)
+        text = (f"Validation loss falls from {_num(by_n[first]['val_loss'])} with {first} soft "
+                f"token{'s' * (first != 1)} to {_num(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt "
+                f"within 0.02 of the lowest is n = {enough['run'][1:]}.")
         if 20 in by_n and max(by_n) > 20:
             gain = by_n[20]["val_loss"] - min(r["val_loss"] for n, r in by_n.items() if n > 20)
             rouge = [r for n, r in by_n.items() if n >= 20]
