@@ -298,8 +298,10 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
             xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
             label = "LoRA on q, v, by rank r" if method == "lora" else "prompt tuning, by length n"
             ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.6, label=label)
+            below = -11 if method == "prompt_tuning" else 6  # r = 1 and n = 100 share an x (57,600 parameters)
             for r, x, y in zip(rows, xs, ys):
-                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=(0, below), ha="center",
+                            fontsize=7)
         for r in methods:
             if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
                 continue
@@ -310,15 +312,15 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
                 continue
             spread = ([[r[key] - r[f"{key}_min"]], [r[f"{key}_max"] - r[key]]] if f"{key}_min" in r else None)
             ax.errorbar(r["trainable_params"], r[key], yerr=spread, fmt="D", color=color, ms=7, capsize=3,
-                        markeredgecolor="black", label=label + (f" ({r['n_seeds']} seeds)" if "n_seeds" in r
-                                                                 else " (the notebooks' run)"))
+                        markeredgecolor="black", label=label + (f", notebooks' settings ({r['n_seeds']} seeds)"
+                                                                 if "n_seeds" in r else " (the notebooks' run)"))
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.set(xlabel="trainable parameters (log scale)",
                ylabel="validation loss" if key == "val_loss" else "validation ROUGE-1")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return fig
@@ -369,8 +371,8 @@ def geometry_sentences(geometry: dict) -> list[str]:
              f"update lies in the r = {large} span only to φ({small}, {large}) = {each(lambda e: e['phi_8_64'])}, "
              f"against {entries[0][1]['phi_8_64_random']:.2f} for a random {small}-dimensional subspace.")
     if top >= 10 and spread < 3:
-        first += (" Both ranks learn the same top direction, while the rest of each update has little in common with "
-                  "the other, as Hu et al. found on GPT-3 (sec. 7.2).")
+        first += (" The two ranks share much of their top direction, while the rest of each update has far less in common "
+                  "with the other, as Hu et al. found on GPT-3 (sec. 7.2).")
     amp = [e[f"amplification_{geometry['small']}"] for _, e in entries]
     ratio = [a["along_delta"] / a["along_random"] for a in amp]
     versus = ("well above" if min(ratio) >= 2 else "about what" if max(ratio) < 2 and min(ratio) > 0.5 else "mixed against")
@@ -379,7 +381,7 @@ def geometry_sentences(geometry: dict) -> list[str]:
 
     below = "far below" if all(a["along_delta"] < 0.25 * a["along_weight"] for a in amp) else "below"
     share = max(a["delta_norm"] / a["weight_norm"] for a in amp)
-    second = (f"Along the top-{small} directions of ΔW, W's component (‖UᵀWV‖: {both('along_delta')}) is "
+    second = (f"For these query/value adapters, along the top-{small} directions of ΔW, W's component (‖UᵀWV‖: {both('along_delta')}) is "
               f"{versus} random directions give ({both('along_random')}) and {below} W's own top {small} "
               f"directions ({both('along_weight', 1)}); ‖ΔW‖ is {both('delta_norm')} against ‖W‖ = "
               f"{both('weight_norm', 0)}, an amplification factor ‖ΔW‖ / ‖UᵀWV‖ of {both('factor')}.")
@@ -448,20 +450,14 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
         table.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
                       "seeds": ", ".join(str(r["seed"]) for r in g),
                       "val loss": _pm([r["val_loss"] for r in g]),
+                      "val ROUGE-1": _pm([r["val_rouge1"] for r in g]),
                       "test ROUGE-1": _pm([r["test_rouge1"] for r in g]),
-                      "95% CI ±": f"{sum(halves) / len(halves):.3f}",
+                      "±95%": f"{sum(halves) / len(halves):.3f}",
                       "test ROUGE-2": _pm([r["test_rouge2"] for r in g]),
                       "test ROUGE-L": _pm([r["test_rougeL"] for r in g])})
-    halves = [(r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 for g in groups.values() for r in g]
-    half, spread = sum(halves) / len(halves), _max_sd(groups, "test_rouge1")
-    compare = (f"The bootstrap intervals over test documents (±{half:.3f} on average) are wider than the largest "
-               f"spread across seeds (standard deviation {spread:.3f}): on this test set, which documents are scored "
-               f"moves ROUGE-1 more than how training went." if half > spread else
-               f"The spread across seeds (standard deviation up to {spread:.3f}) reaches the width of the bootstrap "
-               f"intervals over test documents (±{half:.3f} on average): a single training run is not enough to rank "
-               f"methods this close.")
+    out_spread = spread_sentence(groups)
     out = {**_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups), "share": None, "device_check": None,
-           "spread": compare, "lora_share": None}
+           "spread": out_spread, "lora_share": None}
     zs = groups["zero_shot"][0]
     if "full_ft" in groups:
         ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("val_loss", "val_rouge1")}
@@ -472,13 +468,13 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
             loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("val_loss", "val_rouge1"))
             loss_share = (zs["val_loss"] - loss) / (zs["val_loss"] - ft["val_loss"])
             r1_share = (r1 - zs["val_rouge1"]) / (ft["val_rouge1"] - zs["val_rouge1"])
-            millions = g[0]["trainable_params"] / 1e6
             if m == "lora":
                 out["lora_share"] = _lora_share(loss_share, r1_share, g, groups["full_ft"])
+            fraction = g[0]["trainable_params"] / groups["full_ft"][0]["trainable_params"]
             share.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
-                          "loss gain": f"{loss_share:.0%}", "ROUGE-1 gain": f"{r1_share:.0%}",
-                          "loss gain per M params": f"{loss_share / millions:.3g}",
-                          "ROUGE-1 gain per M params": f"{r1_share / millions:.3g}"})
+                          "share of weights": f"{fraction:.4%}" if fraction < 0.001 else f"{fraction:.1%}",
+                          "loss gain": f"{loss_share:.0%}", "per weight": _times(loss_share / fraction),
+                          "ROUGE-1 gain": f"{r1_share:.0%}", "per weight ": _times(r1_share / fraction)})
         out["share"] = {**_table(pd.DataFrame(share)), "zs_loss": _num(zs["val_loss"]), "ft_loss": _num(ft["val_loss"]),
                         "zs_rouge1": _num(zs["val_rouge1"]), "ft_rouge1": _num(ft["val_rouge1"])}
     if results:
@@ -488,10 +484,14 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
             r1_gap = max(abs(res["metrics"]["rouge"]["rouge1"]["mean"] - r["test_rouge1"]) for _, res, r in pairs)
             env = results[pairs[0][0]]["config"]["environment"]
             where = env["gpu"] if env.get("gpu") else f"a {env.get('cpu_count', '?')}-core CPU ({env.get('processor')})"
-            out["device_check"] = (f"Seed 0 repeats the notebooks' runs with the same settings in fp32; the notebooks "
-                                   f"ran on {where}. Over the {len(pairs)} methods the validation losses differ by at "
-                                   f"most {loss_gap:.4f} and test ROUGE-1 by at most {r1_gap:.3f}, against a spread "
-                                   f"across seeds of up to {_max_sd(groups, 'test_rouge1'):.3f} (standard deviation).")
+            seed0 = _device_name_of(pairs[0][2])
+            loss_sd, r1_sd = _max_sd(groups, "val_loss"), _max_sd(groups, "test_rouge1")
+            out["device_check"] = (
+                f"Seed 0 is the notebooks' settings run again, on {seed0}; the notebooks' runs (sections 1-5) ran on "
+                f"{where}. For zero-shot and the {len(pairs) - 1} trained methods, the two differ by at most "
+                f"{loss_gap:.4f} in validation loss ({'within' if loss_gap <= loss_sd else 'more than'} the largest "
+                f"spread across seeds, {loss_sd:.4f}) and by at most {r1_gap:.3f} in test ROUGE-1 "
+                f"({'within' if r1_gap <= r1_sd else 'more than'} the spread across seeds, up to {r1_sd:.3f}).")
     return out
 
 
@@ -507,6 +507,37 @@ def _lora_share(loss_share: float, r1_share: float, lora: list[dict], full: list
     seeds = str(len(lora)) if len(lora) == len(full) else f"{len(lora)} and {len(full)}"
     return {"loss": f"{loss_share:.0%}", "rouge1": f"{r1_share:.0%}", "params": f"{params:,}",
             "percent": f"{100 * params / total:.1f}", "ft_params": f"{total:,}", "seeds": seeds, "verdict": verdict}
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+
+
+def _device_name_of(row: dict) -> str:
+    return row.get("device", "an unrecorded machine")
+
+
+def spread_sentence(groups: dict[str, list[dict]]) -> str:
+    """Training-seed spread against the test set's own sampling error, per method (both as standard deviations)."""
+    larger, smaller = [], []
+    for m, g in groups.items():
+        if len(g) < 2:
+            continue
+        sd = _mean_sd([r["test_rouge1"] for r in g])[1]
+        error = sum((r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 / 1.96 for r in g) / len(g)
+        (larger if sd > error else smaller).append(f"{_label(m)} ({sd:.3f} vs {error:.3f})")
+    text = ("Against the standard error of test ROUGE-1 over the 100 test documents (the bootstrap half-width / 1.96), "
+            "the standard deviation across seeds is ")
+    parts = []
+    if smaller:
+        parts.append("smaller for " + ", ".join(smaller))
+    if larger:
+        parts.append("larger for " + ", ".join(larger))
+    text += " and ".join(parts) + " (sd across seeds vs standard error; three seeds give a rough sd)."
+    if larger:
+        text += (" Where the seed spread is the larger, one training run cannot rank methods whose means differ by "
+                 "about that much.")
+    return text
 
 
 def _max_sd(groups: dict[str, list[dict]], key: str) -> float:
@@ -525,7 +556,11 @@ def devices_sentence(all_rows: list[dict]) -> str:
     parts = sorted(counts.items(), key=lambda item: -len(item[1]))
     text = " and ".join(f"{d} ({len(runs)} run{'s' * (len(runs) != 1)}"
                         + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
-    return f"The runs of this section ran on {text}."
+    mixed = sorted({r["run"].split("-s")[0] for r in all_rows if "-s" in r["run"]
+                    and r.get("device") != parts[0][0]}) if len(parts) > 1 else []
+    tail = (f" A sweep continues on whichever machine runs it next, so for {' and '.join(_label(m) for m in mixed)} the "
+            f"spread across seeds also includes the machine." if mixed else "")
+    return f"The runs of this section ran on {text}.{tail}"
 
 
 def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
@@ -544,22 +579,24 @@ def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
             rouge = [r for n, r in by_n.items() if n >= 20]
             overlap = max(r["val_rouge1_low"] for r in rouge) <= min(r["val_rouge1_high"] for r in rouge)
             text += (f" Beyond 20 tokens the loss still drops by {gain:.3f}" + (
-                f", while validation ROUGE-1 stays within overlapping intervals ("
+                f", while validation ROUGE-1 cannot tell these lengths apart (overlapping intervals: "
                 + ", ".join(f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")" if overlap else
                 ", and validation ROUGE-1 moves with it (" + ", ".join(
                     f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")") + ".")
-            text += (" So gains flatten past about 20 tokens in ROUGE, as Lester et al. found, but not yet in loss."
+            text += (" Past about 20 tokens the gains are too small for ROUGE on 50 documents to resolve, in line with "
+                     "the marginal gains Lester et al. found, while the loss keeps improving."
                      if overlap and gain > 0.02 else
                      " So gains flatten past about 20 tokens, as Lester et al. found." if gain <= 0.02 else "")
         out.append(text)
     if init:
         ordered = sorted(init, key=lambda r: r["val_loss"])
-        spread = ordered[-1]["val_loss"] - ordered[0]["val_loss"]
+        spread = round(ordered[-1]["val_loss"], 3) - round(ordered[0]["val_loss"], 3)
         text = ("With 20 tokens, the initialisations give validation losses " + ", ".join(
             f"{r['init']} {_num(r['val_loss'])}" for r in ordered) + f" (a spread of {spread:.3f}; validation ROUGE-1 "
             + ", ".join(f"{_num(r['val_rouge1'])}" for r in ordered) + ").")
-        text += (" The initialisation still matters at 135M parameters, as Lester et al. found for their smaller "
-                 "models: the starts from real embeddings end ahead of random noise."
+        text += (" In validation loss the initialisation still matters at 135M parameters, as Lester et al. found for "
+                 "their smaller models: the starts from real embeddings end ahead of random noise (one seed each; "
+                 "ROUGE-1 does not separate them)."
                  if spread > 0.02 and ordered[-1]["init"] == "uniform" else
                  " At this size the initialisation changes little, which Lester et al. saw only for large models."
                  if spread <= 0.02 else "")
@@ -612,14 +649,20 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         if profile_name in ("smollm2-aclsum", "smoke") else {}
     if rank:
         low = _smallest_within(rank)
-        out["rank"] = {**table(rank, "r"), "done": f"{len(rank)} of {planned.get('lora_rank', len(rank))}",
+        best = min(rank, key=lambda r: r["val_loss"])
+        span = max(r["val_loss"] for r in rank) - best["val_loss"]
+        total = planned.get("lora_rank", len(rank))
+        out["rank"] = {**table(rank, "r"), "done": f" ({len(rank)} of {total} planned ranks)" if len(rank) < total else "",
+                       "best": best["run"][1:], "span": f"{span:.3f}",
                        "best_loss": _num(min(r["val_loss"] for r in rank)), "enough": low["run"][1:],
                        "enough_params": f"{low['trainable_params']:,}", "first": rank[0]["run"][1:],
                        "first_loss": _num(rank[0]["val_loss"]), "last": rank[-1]["run"][1:],
                        "last_loss": _num(rank[-1]["val_loss"])}
     if prompt:
         low = _smallest_within(prompt)
-        out["prompt"] = {**table(prompt, "n"), "done": f"{len(prompt)} of {planned.get('prompt_length', len(prompt))}",
+        total = planned.get("prompt_length", len(prompt))
+        out["prompt"] = {**table(prompt, "n"),
+                         "done": f" ({len(prompt)} of {total} planned lengths)" if len(prompt) < total else "",
                          "enough": low["run"][1:], "lengths": ", ".join(r["run"][1:] for r in prompt),
                          "losses": ", ".join(_num(r["val_loss"]) for r in prompt)}
     text_init = [{**r, "run": "text", "init": "text"} for r in prompt if r["run"] == "n20"]
@@ -647,9 +690,9 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         for kind, entry in sorted(geometry["matrices"].items()):
             for name in (geometry["small"], geometry["large"]):
                 a = entry[f"amplification_{name}"]
-                rows.append({"matrix": kind, "r": name[1:], "||dW||": f"{a['delta_norm']:.3f}",
-                             "||W||": f"{a['weight_norm']:.1f}", "along dW": f"{a['along_delta']:.3f}",
-                             "along W's top": f"{a['along_weight']:.2f}", "along random": f"{a['along_random']:.3f}",
+                rows.append({"matrix": kind, "r": name[1:], "‖ΔW‖": f"{a['delta_norm']:.3f}",
+                             "‖W‖": f"{a['weight_norm']:.1f}", "along ΔW": f"{a['along_delta']:.3f}",
+                             "along W's top": f"{a['along_weight']:.3f}", "along random": f"{a['along_random']:.3f}",
                              "factor": f"{a['factor']:.2f}"})
         out["geometry"] = {**_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
                            "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
@@ -792,8 +835,11 @@ def verdicts(results: dict[str, dict]) -> dict[str, str]:
                                   else "the instruction as a discrete prompt does not help by itself")
     if "prompt_tuning" in m and "lora" in m:
         pt, lora = m["prompt_tuning"]["rouge"]["rouge1"], m["lora"]["rouge"]["rouge1"]
+        gap, low, high = paired_gap(results["lora"]["predictions"], results["prompt_tuning"]["predictions"])
+        separated = low > 0 or high < 0
         out["prompt_vs_lora"] = ("it does" if pt["mean"] < lora["mean"] else "it does not") + (
-            ", though the two ROUGE-1 intervals overlap" if pt["high"] >= lora["low"] and lora["high"] >= pt["low"] else "")
+            f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] ROUGE-1, paired bootstrap over the same "
+            f"test documents{'' if separated else ', which does not separate them'})")
     if "lora" in m and "last_blocks" in m:
         out["placement"] = ("the low-rank update spread over every block reached the lower validation loss"
                             if m["lora"]["eval_loss"] < m["last_blocks"]["eval_loss"] else

@@ -142,7 +142,7 @@ def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatc
     root, _ = swept
     monkeypatch.setattr(sweep_module, "sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
     data = sweep_data("smoke", tmp_path)
-    assert data["rank"]["done"] == "2 of 6" and data["prompt"] is None and not data["methods_scored"]
+    assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None and not data["methods_scored"]
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
     assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
     assert data["geometry"]["rows"][0][0] == "c_attn" and len(data["geometry"]["text"]) == 2
@@ -218,14 +218,15 @@ def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tunin
     assert "not the same in every seed: LoRA vs full fine-tuning (seed 0: 0.470 vs 0.465, seed 1: 0.460 vs 0.465" in text
     data = seeds_data(rows, None)
     share = {row[0]: row for row in data["share"]["rows"]}
-    assert share["LoRA"][2] == "95%" and share["LoRA"][3] == "80%"  # (3.0 - 2.05) / (3.0 - 2.0); (.46 - .30) / (.50 - .30)
-    assert share["prompt tuning"][2] == "50%" and share["prompt tuning"][4] == "50"  # 0.5 per 0.01 M parameters
+    # (3.0 - 2.05) / (3.0 - 2.0) = 95% with 1% of the weights; (.46 - .30) / (.50 - .30) = 80%
+    assert share["LoRA"][2:] == ["1.0%", "95%", "95.0×", "80%", "80.0×"]
+    assert share["prompt tuning"][2:5] == ["0.0100%", "50%", "5,000×"]  # 50% with 0.01% of the weights
     assert data["lora_share"]["verdict"].startswith("nearly all") and data["lora_share"]["percent"] == "1.0"
-    assert "wider than the largest spread across seeds" in data["spread"]  # ±0.02 against an sd of 0.01
+    assert "smaller for prompt tuning (0.010 vs 0.010), LoRA" in data["spread"] and "larger for" not in data["spread"]
     rows = [r if not r["run"].startswith("lora") else {**r, "test_rouge1": 0.49 + 0.02 * r["seed"], "val_loss": 2.8}
             for r in rows if not r["run"].startswith("prompt")]
     data = seeds_data(rows, None)
-    assert "same in every seed" in data["ranking"] and "reaches the width" in data["spread"]
+    assert "same in every seed" in data["ranking"] and "larger for LoRA (0.020 vs 0.010)" in data["spread"]
     assert data["lora_share"]["verdict"].startswith("on this task a low-rank update falls well short")
 
 
