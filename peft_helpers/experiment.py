@@ -22,7 +22,7 @@ from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
 from .methods import (
     AdapterError, add_lora, add_soft_prompt, load_lora_adapter, load_trainable_state, load_weights,
-    parameter_report, prepare_last_layer, save_lora_adapter, save_weights, trainable_state,
+    parameter_report, prepare_full_fine_tuning, prepare_last_layer, save_lora_adapter, save_weights, trainable_state,
 )
 from .results import (
     ResultsError, adapter_path, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
@@ -114,8 +114,10 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     if method == "prompt_tuning":
         model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed,
                                 settings.uniform_init)
+    elif method == "last_blocks" and settings.embeddings:
+        prepare_full_fine_tuning(model, settings.n_blocks)
     elif method in ("last_layer", "last_blocks"):
-        prepare_last_layer(model, settings.n_blocks, settings.embeddings)
+        prepare_last_layer(model, settings.n_blocks)
     elif method == "lora":
         add_lora(model, settings)
     else:

@@ -366,30 +366,23 @@ def final_norm(model: nn.Module) -> nn.Module:
     return _body_part(model, ("ln_f", "norm"), nn.Module, "final norm")
 
 
-def prepare_last_layer(model: nn.Module, n_blocks: int = 0, embeddings: bool = False) -> list[str]:
+def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
     """Freeze everything but the last layer(s); returns the names of what trains.
 
     ``n_blocks=0`` trains the LM head alone. Because the head shares its
     weight with the input embedding, it gets its own copy first (untied),
     so training it leaves the input embedding exactly as loaded.
     ``n_blocks=k`` trains the last k transformer blocks and the final norm
-    (the head stays tied and frozen). ``embeddings=True`` with every block
-    trains every weight: full fine-tuning, the tied embedding/head included.
+    (the head stays tied and frozen).
     """
     if not isinstance(n_blocks, int) or n_blocks < 0:
         raise ConfigError(f"n_blocks must be an integer >= 0, got {n_blocks!r}.")
     blocks = transformer_blocks(model)
     if n_blocks > len(blocks):
         raise ConfigError(f"n_blocks={n_blocks} but the model has only {len(blocks)} blocks.")
-    if embeddings and n_blocks != len(blocks):
-        raise ConfigError(f"embeddings=True is full fine-tuning: it needs n_blocks={len(blocks)} (every block), "
-                          f"got {n_blocks}.")
     _claim(model, "last_layer" if n_blocks == 0 else "last_blocks")
     freeze(model)
-    if embeddings:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    elif n_blocks == 0:
+    if n_blocks == 0:
         head = model.get_output_embeddings()
         head.weight = nn.Parameter(head.weight.detach().clone())
         model.config.tie_word_embeddings = False
@@ -398,6 +391,22 @@ def prepare_last_layer(model: nn.Module, n_blocks: int = 0, embeddings: bool = F
         for module in [*blocks[-n_blocks:], final_norm(model)]:
             for p in module.parameters():
                 p.requires_grad_(True)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def prepare_full_fine_tuning(model: nn.Module, n_blocks: int) -> list[str]:
+    """Train every weight (the ceiling the other methods are measured against); returns the names of what trains.
+
+    It is ``last_blocks`` with every block plus the embedding, which stays tied to the LM head, so the shared matrix
+    trains once, as both. ``n_blocks`` must be the model's number of blocks (the settings say what was trained).
+    """
+    blocks = transformer_blocks(model)
+    if n_blocks != len(blocks):
+        raise ConfigError(f"full fine-tuning (embeddings=True) needs n_blocks={len(blocks)}, every block of this "
+                          f"model, got {n_blocks}.")
+    _claim(model, "last_blocks")
+    for p in model.parameters():
+        p.requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 

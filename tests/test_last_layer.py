@@ -10,7 +10,7 @@ from peft_helpers import (
     AdapterError, ConfigError, LoRAConfig, add_lora, fingerprint, model_logits, prepare_last_layer, summary_loss,
 )
 from peft_helpers.models import tiny_gpt2_config
-from peft_helpers.methods import transformer_blocks
+from peft_helpers.methods import prepare_full_fine_tuning, transformer_blocks
 
 
 def test_head_is_untied_and_alone_trainable(make_model):
@@ -119,9 +119,9 @@ def test_full_fine_tuning_trains_every_weight_and_keeps_the_head_tied(family):
     model = {"gpt2": make_gpt2, "llama": make_llama}[family]()
     depth = len(transformer_blocks(model))
     with pytest.raises(ConfigError, match="every block"):
-        prepare_last_layer({"gpt2": make_gpt2, "llama": make_llama}[family](), n_blocks=depth - 1, embeddings=True)
+        prepare_full_fine_tuning({"gpt2": make_gpt2, "llama": make_llama}[family](), n_blocks=depth - 1)
     before = fingerprint(model)
-    names = prepare_last_layer(model, n_blocks=depth, embeddings=True)
+    names = prepare_full_fine_tuning(model, n_blocks=depth)
     assert set(names) == set(before)  # every weight, the shared embedding/head once
     head, embedding = model.get_output_embeddings().weight, model.get_input_embeddings().weight
     assert head is embedding
