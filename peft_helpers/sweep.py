@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -366,15 +367,19 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", nargs="*", default=None, help="only these runs of the sweep, e.g. r8 r64")
     parser.add_argument("--list", action="store_true", help="print the sweeps' run names, one per line, and stop")
     args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    if args.list:
+    try:
+        profile = get_profile(args.profile)
+        if args.list:
+            for sweep in args.sweep:
+                print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
+            return 0
         for sweep in args.sweep:
-            print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
-        return 0
-    for sweep in args.sweep:
-        summary = run_sweep(profile, sweep, only=args.runs)
-        print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
-              f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
+            summary = run_sweep(profile, sweep, only=args.runs)
+            print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
+                  f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
+    except (ConfigError, ResultsError) as err:  # a setting or a results folder the user can fix: say what, no trace
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -248,3 +248,11 @@ def test_the_prompt_sentences_follow_the_numbers():
     assert "still matters" in prompt_sentences([], init)[0]
     same = [{**r, "val_loss": 2.86 + i * 0.005} for i, r in enumerate(init)]
     assert "changes little" in prompt_sentences([], same)[0]
+
+
+def test_the_command_names_a_bad_run_without_a_traceback(capsys):
+    assert sweep_module.main(["--profile", "smoke", "--sweep", "seeds", "--runs", "lora-s9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sweep seeds has no run(s) ['lora-s9']") and "lora-s2" in err and "Traceback" not in err
+    assert sweep_module.main(["--profile", "smoke", "--sweep", "prompt_init", "--list"]) == 0
+    assert capsys.readouterr().out.split("\n")[:2] == ["prompt_init vocab", "prompt_init uniform"]
