@@ -466,15 +466,15 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
             if m in ("zero_shot", "full_ft"):
                 continue
             loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("val_loss", "val_rouge1"))
-            loss_share = (zs["val_loss"] - loss) / (zs["val_loss"] - ft["val_loss"])
-            r1_share = (r1 - zs["val_rouge1"]) / (ft["val_rouge1"] - zs["val_rouge1"])
-            if m == "lora":
+            loss_share = _share(zs["val_loss"] - loss, zs["val_loss"] - ft["val_loss"])
+            r1_share = _share(r1 - zs["val_rouge1"], ft["val_rouge1"] - zs["val_rouge1"])
+            if m == "lora" and loss_share is not None and r1_share is not None:
                 out["lora_share"] = _lora_share(loss_share, r1_share, g, groups["full_ft"])
             fraction = g[0]["trainable_params"] / groups["full_ft"][0]["trainable_params"]
             share.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
                           "share of weights": f"{fraction:.4%}" if fraction < 0.001 else f"{fraction:.1%}",
-                          "loss gain": f"{loss_share:.0%}", "per weight": _times(loss_share / fraction),
-                          "ROUGE-1 gain": f"{r1_share:.0%}", "per weight ": _times(r1_share / fraction)})
+                          "loss gain": _percent(loss_share), "per weight": _times(loss_share, fraction),
+                          "ROUGE-1 gain": _percent(r1_share), "per weight ": _times(r1_share, fraction)})
         out["share"] = {**_table(pd.DataFrame(share)), "zs_loss": _num(zs["val_loss"]), "ft_loss": _num(ft["val_loss"]),
                         "zs_rouge1": _num(zs["val_rouge1"]), "ft_rouge1": _num(ft["val_rouge1"])}
     if results:
@@ -509,7 +509,19 @@ def _lora_share(loss_share: float, r1_share: float, lora: list[dict], full: list
             "percent": f"{100 * params / total:.1f}", "ft_params": f"{total:,}", "seeds": seeds, "verdict": verdict}
 
 
-def _times(ratio: float) -> str:
+def _share(gain: float, full_gain: float) -> float | None:
+    """A method's gain as a share of full fine-tuning's; None where full fine-tuning gained nothing to share."""
+    return gain / full_gain if full_gain > 0 else None
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
+def _times(share: float | None, fraction: float) -> str:
+    if share is None:
+        return "n/a"
+    ratio = share / fraction
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
 
 

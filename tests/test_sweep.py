@@ -225,6 +225,9 @@ def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tunin
     assert "smaller for prompt tuning (0.010 vs 0.010), LoRA" in data["spread"] and "larger for" not in data["spread"]
     rows = [r if not r["run"].startswith("lora") else {**r, "test_rouge1": 0.49 + 0.02 * r["seed"], "val_loss": 2.8}
             for r in rows if not r["run"].startswith("prompt")]
+    flat = [{**r, "val_rouge1": 0.0} for r in rows]  # e.g. a random tiny model: no ROUGE gain to share
+    share = {row[0]: row for row in seeds_data(flat, None)["share"]["rows"]}
+    assert share["LoRA"][5:] == ["n/a", "n/a"] and share["LoRA"][3] == "20%"  # (3.0 - 2.8) / (3.0 - 2.0)
     data = seeds_data(rows, None)
     assert "same in every seed" in data["ranking"] and "larger for LoRA (0.020 vs 0.010)" in data["spread"]
     assert data["lora_share"]["verdict"].startswith("on this task a low-rank update falls well short")
