@@ -556,20 +556,16 @@ def _max_sd(groups: dict[str, list[dict]], key: str) -> float:
     return max((_mean_sd([r[key] for r in g])[1] or 0.0) for g in groups.values())
 
 
-def _device(env: dict) -> str:
-    return env.get("gpu") or env.get("processor", "an unrecorded machine")
-
-
 def devices_sentence(all_rows: list[dict]) -> str:
     """Which machines ran the sweeps' runs, with counts."""
     counts: dict[str, list[str]] = {}
     for r in all_rows:
-        counts.setdefault(r.get("device", "an unrecorded machine"), []).append(r["run"])
+        counts.setdefault(_device_name_of(r), []).append(r["run"])
     parts = sorted(counts.items(), key=lambda item: -len(item[1]))
     text = " and ".join(f"{d} ({len(runs)} run{'s' * (len(runs) != 1)}"
                         + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
     mixed = sorted({r["run"].split("-s")[0] for r in all_rows if "-s" in r["run"]
-                    and r.get("device") != parts[0][0]}) if len(parts) > 1 else []
+                    and _device_name_of(r) != parts[0][0]}) if len(parts) > 1 else []
     tail = (f" A sweep continues on whichever machine runs it next, so for {' and '.join(_label(m) for m in mixed)} the "
             f"spread across seeds also includes the machine." if mixed else "")
     return f"The runs of this section ran on {text}.{tail}"
@@ -636,7 +632,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
             row = {"method": m, "trainable_params": g[0]["trainable_params"], "n_seeds": len(g)}
             for key in ("val_loss", "val_rouge1"):
                 values = [r[key] for r in g]
-                row.update({key: sum(values) / len(values), f"{key}_min": min(values), f"{key}_max": max(values)})
+                row.update({key: _mean_sd(values)[0], f"{key}_min": min(values), f"{key}_max": max(values)})
             methods.append(row)
     else:
         scored = {r["method"] for r in methods}
@@ -685,10 +681,10 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     if full:
         chosen = min(full, key=lambda r: r["val_loss"])
         lrs = sorted(full, key=lambda r: float(r["run"][2:]))
-        edge = ("the largest" if chosen is lrs[-1] else "the smallest" if chosen is lrs[0] else None)
+        edge = ("largest" if chosen is lrs[-1] else "smallest" if chosen is lrs[0] else None)
         out["full"] = {**table(lrs, "lr", name=lambda r: r["run"][2:]), "chosen": chosen["run"][2:],
                        "params": f"{full[0]['trainable_params']:,}",
-                       "edge": (f" It is {edge} learning rate tried, so a {edge.split()[1][:-3]}er one might lower the "
+                       "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
     out["seeds"] = seeds_data(seeds, results)
     out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}

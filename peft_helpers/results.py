@@ -79,8 +79,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def unfinished_reason(folder: Path, method: str, settings_hash: str) -> str | None:
-    """None when ``folder`` holds a finished result for these settings, else why it does not."""
+def unfinished_reason(folder: Path, method: str, settings_hash: str,
+                      files: tuple[str, ...] | None = None) -> str | None:
+    """None when ``folder`` holds a finished result for these settings, else why it does not.
+
+    ``files``: the files that must be there unchanged (default: every file of the method's unit).
+    """
     folder = Path(folder)
     record_path = folder / COMPLETE
     if not record_path.exists():
@@ -92,7 +96,7 @@ def unfinished_reason(folder: Path, method: str, settings_hash: str) -> str | No
         return f"{record_path} is unreadable ({err})"
     if record.get("hash") != settings_hash:
         return "the settings changed since those results were made"
-    for name in unit_files(method):
+    for name in unit_files(method) if files is None else files:
         path = folder / name
         if not path.is_file():
             return f"{path} is missing"

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -49,8 +48,8 @@ from .experiment import (
 )
 from .methods import AdapterError, parameter_report
 from .results import (
-    COMPLETE, ResultsError, atomic_write_json, file_sha256, profile_dir, read_csv, read_json, read_safetensors,
-    results_dir, unfinished_reason,
+    ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir,
+    unfinished_reason,
 )
 from .training import evaluate_loss
 
@@ -226,7 +225,7 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
     rows = []
     for name, (method, variant) in runs(profile, sweep, root).items():
         folder = sweep_dir(profile.name, sweep, root) / name
-        if not scored(folder, config_hash(variant, method)):
+        if not scored(folder, method, config_hash(variant, method)):
             continue
         m = read_json(folder / "metrics.json", method)
         r1 = m["rouge"]["rouge1"]
@@ -250,18 +249,12 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
     return summary
 
 
-def scored(folder: Path, digest: str) -> bool:
+def scored(folder: Path, method: str, digest: str) -> bool:
     """Whether ``folder`` holds a finished run's scores for these settings: its completion record matches the settings
-    and its config, metrics and predictions. Unlike ``unfinished_reason`` the weights may be absent (full-rank weights
-    are not committed, and a run made on another machine may come back without them); such a run is scored, not
+    and its config, metrics and predictions. Unlike a reusable unit the weights may be absent (full-rank weights are
+    not committed, and a run made on another machine may come back without them); such a run is scored, not
     reusable, so running the sweep trains it again."""
-    try:
-        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    files = ("config.json", "metrics.json", "predictions.jsonl")
-    return record.get("hash") == digest and all(
-        (folder / name).is_file() and record.get("files", {}).get(name) == file_sha256(folder / name) for name in files)
+    return unfinished_reason(folder, method, digest, files=("config.json", "metrics.json", "predictions.jsonl")) is None
 
 
 def _device_name(env: dict) -> str:

@@ -190,11 +190,11 @@ def test_the_seeds_sweep_scores_validation_and_test_and_its_summary_survives_mis
     import shutil
 
     shutil.rmtree(folder / "adapter")  # weights not committed: the scores still count
-    assert sweep_module.scored(folder, digest)
+    assert sweep_module.scored(folder, "lora", digest)
     assert [r["run"] for r in sweep_module.summarize(profile, "seeds", tmp_path)["rows"]] == ["zero_shot", "lora-s1"]
     (folder / "metrics.json").write_text(json.dumps({**metrics, "eval_loss": 0.0}))  # edited after the run: not
-    assert not sweep_module.scored(folder, digest)
-    assert not sweep_module.scored(folder, "another settings hash")
+    assert not sweep_module.scored(folder, "lora", digest)
+    assert not sweep_module.scored(folder, "lora", "another settings hash")
 
 
 def _seed_row(run, seed, params, val_loss, val_r1, test_r1, half=0.02):
