@@ -27,6 +27,11 @@ The sweeps:
 - ``seeds``: the final numbers: zero-shot, then every notebook method with training seeds 0, 1, 2 (and full
   fine-tuning at the learning rate ``full_ft`` chose on validation, once that sweep has finished), each scored on
   the validation split and on the test split. The only sweep that reads the test split.
+- ``tune``: the comparison protocol (DESIGN.md): every method, full fine-tuning included, on a log-spaced
+  learning-rate grid of at least four values, each run up to 8 epochs with early stopping on validation loss, the
+  profile's batch, warm-up, schedule and clipping; the grid is extended one step past an edge until the lowest
+  validation loss is strictly inside it. Then LoRA's other placement (query and value) and prompt tuning's other
+  length (100 tokens) at their method's chosen rate. Selection by validation loss only: no generation, no test split.
 - ``methods``: no training; the validation ROUGE of the notebooks' finished runs (``results/<profile>/<method>/``),
   so the sweeps' plots can place every method on the same axes.
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -53,7 +59,7 @@ from .results import (
 )
 from .training import evaluate_loss
 
-SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "methods")
+SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "tune", "methods")
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
 PROMPT_LENGTHS = (1, 5, 20, 50, 100)
 FULL_FT_LRS = (1e-5, 3e-5, 1e-4)
@@ -83,6 +89,8 @@ def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str
                 "uniform": ("prompt_tuning", profile.replace(prompt_tuning=dict(uniform_init=True)))}
     if sweep == "full_ft":
         return {f"lr{lr:g}": ("last_blocks", full_fine_tuning(profile, lr)) for lr in FULL_FT_LRS}
+    if sweep == "tune":
+        return tune_plan(profile, root)
     plan = {"zero_shot": ("zero_shot", profile)}
     for seed in SEEDS:
         plan.update({f"{method}-s{seed}": (method, profile.replace(seed=seed)) for method in TRAINED})
@@ -108,6 +116,114 @@ def chosen_full_ft_lr(profile: Profile, root: str | Path = "results") -> float |
     if set(losses) != set(by_name):
         return None
     return by_name[min(losses, key=losses.get)]
+
+
+# ---------------------------------------------------------------------------
+# The tuning protocol: the same learning-rate search for every method
+# ---------------------------------------------------------------------------
+
+TUNE_EPOCHS = 8  # an upper bound: early stopping on validation loss (patience from the profile) ends most runs sooner
+# Starting grids, log-spaced in steps of about sqrt(10) (1, 3, 10, ...) around each method's usual range:
+# soft prompts ~1e-2..0.3 (Lester et al. 2021 use 0.3), LoRA ~1e-4..1e-2 (Hu et al. 2021 use 2e-4 for GPT-2),
+# weight fine-tuning ~1e-5..1e-3.
+TUNE_GRIDS = {
+    "last_layer": (3e-5, 1e-4, 3e-4, 1e-3),
+    "last_blocks": (3e-5, 1e-4, 3e-4, 1e-3),
+    "prompt_tuning": (1e-2, 3e-2, 1e-1, 3e-1),
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
+    "full_ft": (1e-5, 3e-5, 1e-4, 3e-4),
+}
+TUNE_MAX_STEPS = 3  # how far a grid may be extended past either edge before the sweep says so and stops extending
+
+
+def lr_step(lr: float, up: bool) -> float:
+    """The next rate of the 1-3-10 ladder above (or below) ``lr``: 1e-4 -> 3e-4 -> 1e-3 ..."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = lr / 10 ** exponent
+    ladder = [1.0, 3.0, 10.0] if up else [0.1, 0.3, 1.0]  # 3e-4 down -> 1e-4, 1e-4 down -> 3e-5
+    if up:
+        nxt = next(m for m in ladder if m > mantissa + 1e-9)
+    else:
+        nxt = next(m for m in reversed(ladder) if m < mantissa - 1e-9)
+    return float(f"{nxt * 10 ** exponent:.3g}")
+
+
+def tune_variant(profile: Profile, group: str, lr: float) -> tuple[str, Profile]:
+    """The method and settings of one tuning run: ``group`` (a method, or one of its tried variants) at ``lr``."""
+    epochs = dict(lr=lr, epochs=TUNE_EPOCHS)
+    if group == "full_ft":
+        return "last_blocks", profile.replace(last_blocks=dict(n_blocks=model_depth(profile), embeddings=True,
+                                                               **epochs))
+    if group == "lora_qv":
+        targets = FAMILIES[MODEL_TABLE[profile.model].family].lora_default
+        return "lora", profile.replace(lora=dict(targets=targets, **epochs))
+    if group == "prompt_tuning_n100":
+        return "prompt_tuning", profile.replace(prompt_tuning=dict(n_tokens=100, **epochs))
+    return group, profile.replace(**{group: epochs})
+
+
+# the variants each method also tries, at the rate its grid chose
+TUNE_VARIANTS = {"lora": "lora_qv", "prompt_tuning": "prompt_tuning_n100"}
+
+
+def _run_name(group: str, lr: float) -> str:
+    return f"{group}-lr{lr:g}"
+
+
+def _finished_loss(profile: Profile, sweep: str, name: str, method: str, variant: Profile,
+                   root: str | Path) -> float | None:
+    folder = sweep_dir(profile.name, sweep, root) / name
+    if not scored(folder, method, config_hash(variant, method)):
+        return None
+    return read_json(folder / "metrics.json", method)["eval_loss"]
+
+
+def tune_grid(profile: Profile, group: str, root: str | Path = "results") -> tuple[list[float], dict[float, float]]:
+    """A method's grid as far as the finished runs extend it, and the validation loss of each finished rate.
+
+    The grid grows one rate past an edge whenever every rate in it has finished and the lowest loss sits on that edge.
+    """
+    profile = profile.replace(train=dict(precision="fp32"))  # as runs() plans them
+    grid = sorted(TUNE_GRIDS[group])
+    while True:
+        losses = {}
+        for lr in grid:
+            method, variant = tune_variant(profile, group, lr)
+            loss = _finished_loss(profile, "tune", _run_name(group, lr), method, variant, root)
+            if loss is not None:
+                losses[lr] = loss
+        if len(losses) < len(grid):
+            return grid, losses
+        best = min(losses, key=losses.get)
+        low, high = grid[0], grid[-1]
+        if best == low and len([g for g in grid if g < TUNE_GRIDS[group][0]]) < TUNE_MAX_STEPS:
+            grid = [lr_step(low, up=False)] + grid
+        elif best == high and len([g for g in grid if g > TUNE_GRIDS[group][-1]]) < TUNE_MAX_STEPS and high < 3:
+            grid = grid + [lr_step(high, up=True)]
+        else:
+            return grid, losses
+
+
+def tune_choice(profile: Profile, group: str, root: str | Path = "results") -> dict | None:
+    """The chosen rate of a method's grid once the grid is finished: ``{"lr", "val_loss", "interior"}``, else None."""
+    grid, losses = tune_grid(profile, group, root)
+    if len(losses) < len(grid):
+        return None
+    best = min(losses, key=losses.get)
+    return {"lr": best, "val_loss": losses[best], "grid": grid, "interior": grid[0] < best < grid[-1]}
+
+
+def tune_plan(profile: Profile, root: str | Path = "results") -> dict[str, tuple[str, Profile]]:
+    """Run name -> (method, settings) of every tuning run known so far, cheapest methods first."""
+    plan = {}
+    for group in TUNE_GRIDS:
+        grid, _ = tune_grid(profile, group, root)
+        plan.update({_run_name(group, lr): tune_variant(profile, group, lr) for lr in grid})
+        variant = TUNE_VARIANTS.get(group)
+        choice = tune_choice(profile, group, root) if variant else None
+        if choice is not None:
+            plan[_run_name(variant, choice["lr"])] = tune_variant(profile, variant, choice["lr"])
+    return plan
 
 
 _DEPTHS: dict[str, int] = {}
@@ -153,7 +269,10 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
     else:
         history, stats = train_method(setup, method, model, checkpoints=checkpoints)
     started = time.perf_counter()
-    predictions, rouge = validation_scores(setup, model, profile.seed)
+    if sweep == "tune":  # selection reads the validation loss only: no summaries to generate
+        predictions, rouge = [], None
+    else:
+        predictions, rouge = validation_scores(setup, model, profile.seed)
     params = parameter_report(model, verbose=False)
     metrics = {"sweep": sweep, "run": name, "method": method, "profile": profile.name, "split": "validation",
                "seed": profile.seed, "eval_loss": stats["best_eval_loss"], "rouge": rouge,
@@ -184,9 +303,16 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
     if unknown:
         raise ConfigError(f"sweep {sweep} has no run(s) {unknown}; its runs are {', '.join(plan)}.")
     first = ("r8", "r64") if sweep == "lora_rank" else ()  # what lora_geometry needs, in case the sweep is cut short
-    for i, (name, (method, variant)) in enumerate(sorted(plan.items(), key=lambda item: item[0] not in first), 1):
-        if only and name not in only:
-            continue
+    visited: set[str] = set()
+    while True:  # the plan is read again after every run: a finished grid can add rates (the tune sweep)
+        plan = runs(profile, sweep, root)
+        pending = [(i, name, mv) for i, (name, mv) in
+                   enumerate(sorted(plan.items(), key=lambda item: item[0] not in first), 1)
+                   if name not in visited and (not only or name in only)]
+        if not pending:
+            break
+        i, name, (method, variant) = pending[0]
+        visited.add(name)
         started = time.perf_counter()
         print(f"[{sweep} {i}/{len(plan)}] {name}: {method}, {describe(variant, method)}", flush=True)
         trial = dataclasses.replace(setup, profile=variant)
@@ -228,13 +354,17 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
         if not scored(folder, method, config_hash(variant, method)):
             continue
         m = read_json(folder / "metrics.json", method)
-        r1 = m["rouge"]["rouge1"]
         row = {"run": name, "method": method, "settings": describe(variant, method), "seed": variant.seed,
                "trainable_params": m["trainable_params"], "val_loss": round(m["eval_loss"], 4),
-               "val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
-               "val_rouge1_high": round(r1["high"], 4), "epochs_run": m.get("epochs_run"),
-               "train_time_s": m.get("train_time_s"), "generation_s": m["generation_s"],
+               "epochs_run": m.get("epochs_run"), "train_time_s": m.get("train_time_s"),
+               "generation_s": m["generation_s"],
                "device": _device_name(read_json(folder / "config.json", method)["environment"])}
+        if m["rouge"] is not None:
+            r1 = m["rouge"]["rouge1"]
+            row.update({"val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
+                        "val_rouge1_high": round(r1["high"], 4)})
+        if sweep == "tune":
+            row["group"], row["lr"] = name.rsplit("-lr", 1)[0], method_settings(variant, method).lr
         if "test" in m:
             row["test_loss"] = round(m["test"]["test_loss"], 4)
             for key in ("rouge1", "rouge2", "rougeL"):
@@ -245,6 +375,8 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
     split = "validation, test" if sweep == "seeds" else "validation"
     summary = {"sweep": sweep, "profile": profile.name, "split": split, "n_runs": len(runs(profile, sweep, root)),
                "rows": rows}
+    if sweep == "tune":
+        summary["chosen"] = {group: tune_choice(profile, group, root) for group in TUNE_GRIDS}
     atomic_write_json(summary, sweep_dir(profile.name, sweep, root) / "summary.json")
     return summary
 
