@@ -129,3 +129,59 @@ def rouge_summary(predictions: list[str], references: list[str], n_boot: int = 1
         low, high = bootstrap_interval(values, n_boot, seed)
         out[k] = {"mean": float(values.mean()), "low": low, "high": high}
     return out
+
+
+# ---------------------------------------------------------------------------
+# Comparing two methods: paired over documents, resampling training seeds too
+# ---------------------------------------------------------------------------
+
+
+def paired_seed_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean difference ``a - b`` of per-document scores, with a bootstrap interval over documents and seeds.
+
+    Args:
+        a: scores of method A, shape (seeds_a, documents) or (documents,) for one training run.
+        b: scores of method B on the same documents in the same order, shape (seeds_b, documents).
+
+    Each replicate draws the documents once, with replacement, for both methods (the pairing: a hard document is
+    hard for both), and each method's training seeds with replacement, independently (a second training run of a
+    method is a new draw). Returns ``{"mean", "low", "high", "p", "level"}``: ``p`` is the two-sided bootstrap
+    p-value of "no difference", twice the smaller share of replicates on either side of zero.
+    """
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"paired scores need the same documents: {a.shape[1]} vs {b.shape[1]}.")
+    rng = np.random.default_rng(seed)
+    n_docs = a.shape[1]
+    docs = rng.integers(0, n_docs, size=(n_boot, n_docs))
+
+    def seed_means(x: np.ndarray) -> np.ndarray:  # (n_boot, documents): each replicate's mean over drawn seeds
+        draws = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
+        weights = np.stack([np.bincount(row, minlength=x.shape[0]) for row in draws]) / x.shape[0]
+        return weights @ x
+
+    diff = seed_means(a) - seed_means(b)
+    gaps = np.take_along_axis(diff, docs, axis=1).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    p = min(1.0, 2 * min((gaps <= 0).mean(), (gaps >= 0).mean()))
+    return {"mean": float(a.mean() - b.mean()), "low": float(np.percentile(gaps, tail)),
+            "high": float(np.percentile(gaps, 100 - tail)), "p": float(p), "level": level}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of several p-values (family-wise error at the stated level)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def verdict(low: float, high: float, lower_is_better: bool = False) -> str:
+    """"ahead" or "behind" only when the interval of A - B excludes zero, else "tied"."""
+    if low > 0:
+        return "behind" if lower_is_better else "ahead"
+    if high < 0:
+        return "ahead" if lower_is_better else "behind"
+    return "tied"

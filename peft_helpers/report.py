@@ -350,6 +350,28 @@ def _smallest_within(rows: list[dict], tolerance: float = 0.02) -> dict:
     return min((r for r in rows if r["val_loss"] <= best + tolerance), key=lambda r: r["trainable_params"])
 
 
+def rank_sentence(rank: list[dict], seed_sd: float | None, alpha: float) -> tuple[str, str]:
+    """What the rank sweep shows, against LoRA's spread across training seeds; and the smallest rank inside it."""
+    by_r = sorted(rank, key=lambda r: int(r["run"][1:]))
+    best = min(r["val_loss"] for r in by_r)
+    noise = seed_sd if seed_sd else 0.02  # without seeds: the 0.02 the earlier sweeps used
+    enough = next(r for r in by_r if r["val_loss"] - best <= noise)
+    worse = [r for r in by_r if r["val_loss"] - best > noise]
+    text = ("Validation loss by rank: " + ", ".join(f"r = {r['run'][1:]} {_num(r['val_loss'])}" for r in by_r) + ". ")
+    basis = (f"LoRA's standard deviation across training seeds ({noise:.4f}, seeds table)" if seed_sd else
+             "0.02 (no seeds sweep to measure the noise)")
+    if worse:
+        text += ("Against " + basis + ", " + ", ".join(
+            f"r = {r['run'][1:]} is {r['val_loss'] - best:.3f} worse than the best ({(r['val_loss'] - best) / noise:.1f}×)"
+            for r in worse) + f"; from r = {enough['run'][1:]} up the ranks lie within it. ")
+    else:
+        text += f"Every rank lies within {basis} of the best. "
+    first, last = int(by_r[0]["run"][1:]), int(by_r[-1]["run"][1:])
+    text += (f"alpha stays {alpha:g}, so the scale alpha/r falls {last // first}-fold from r = {first} to r = {last}: "
+             "this sweep changes the rank and the update's scale together (one seed each).")
+    return text, enough["run"][1:]
+
+
 def geometry_sentences(geometry: dict) -> list[str]:
     """What the subspace similarity and amplification figures say, decided from the numbers (report and answer 4)."""
     small, large = geometry["small"][1:], geometry["large"][1:]
@@ -385,13 +407,18 @@ def geometry_sentences(geometry: dict) -> list[str]:
               f"{versus} random directions give ({both('along_random')}) and {below} W's own top {small} "
               f"directions ({both('along_weight', 1)}); ‖ΔW‖ is {both('delta_norm')} against ‖W‖ = "
               f"{both('weight_norm', 0)}, an amplification factor ‖ΔW‖ / ‖UᵀWV‖ of {both('factor')}.")
+    # Hu et al. (sec. 7.3) report two separate things for GPT-3: W's component along Delta W's top directions is larger
+    # than along random ones, and Delta W is large against that component (||Delta W|| / ||U^T W V|| ~ 21.5, r = 4)
     if min(ratio) >= 2:
-        second += (" As in Hu et al.'s GPT-3 (factor 21.5 for r = 4), the update works on directions W already "
-                   "holds without emphasising them.")
+        second += (" As in Hu et al.'s GPT-3, ΔW's directions carry more of W than random directions do (there, too, "
+                   "far less than W's own top directions); their second number, the amplification factor, was about "
+                   "21.5 for r = 4.")
     else:
-        second += (f" Unlike Hu et al.'s GPT-3, where ΔW's directions carried far more of W than random ones (an "
-                   f"amplification factor of 21.5 for r = 4), this update, at most {share:.1%} of ‖W‖ in norm, does "
-                   f"not single out directions W already holds: it adds directions of its own.")
+        second += (f" Hu et al. found, on GPT-3, that ΔW's directions carry more of W than random directions do; here "
+                   f"they do not, and ΔW is at most {share:.1%} of ‖W‖ in norm. This rests on one training seed, 52 "
+                   "updates and a base whose weights were quantised to 4 bits, without a comparison against the "
+                   "adapter at its initialisation, so it says only that this update did not single out directions W "
+                   "already holds, not what it adds instead.")
     return [first, second]
 
 
@@ -422,25 +449,88 @@ def _pm(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def ranking_sentence(groups: dict[str, list[dict]], key: str = "test_rouge1") -> str:
-    """Whether the methods' order by ``key`` is the same in every training seed, decided from the numbers."""
-    trained = {m: {r["seed"]: r[key] for r in rows} for m, rows in groups.items() if m != "zero_shot"}
-    seeds = sorted(set.intersection(*(set(v) for v in trained.values())))
-    means = {m: sum(v[s] for s in seeds) / len(seeds) for m, v in trained.items()}
+def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results") -> dict[str, "np.ndarray"]:
+    """Per-document test ROUGE-1 of every seeds run: method -> array (seeds, documents), documents in one order."""
+    import numpy as np
+
+    from .evaluation import rouge_per_example
+    from .results import read_jsonl
+    from .sweep import sweep_dir
+
+    folder = sweep_dir(profile_name, "seeds", root)
+    out, ids = {}, None
+    for method, rows in groups.items():
+        per_seed = []
+        for row in rows:
+            test = [p for p in read_jsonl(folder / row["run"] / "predictions.jsonl", row["method"])
+                    if p.get("split") == "test"]
+            order = [p["id"] for p in test]
+            if ids is None:
+                ids = order
+            elif order != ids:
+                raise ResultsError(f"the seeds run {row['run']} scored other test documents than {rows[0]['run']} "
+                                   f"({len(order)} vs {len(ids)} rows); run the seeds sweep again for it.")
+            per_seed.append(rouge_per_example([p["prediction"] for p in test], [p["reference"] for p in test])["rouge1"])
+        out[method] = np.stack(per_seed)
+    return out
+
+
+def pairwise(scores: dict[str, "np.ndarray"], seed: int = 0) -> list[dict]:
+    """Every pair of methods (higher mean first): the ROUGE-1 gap paired over documents and resampling seeds, its 95%
+    interval, the two-sided p-value and its Holm adjustment over all pairs, and the verdict the interval gives."""
+    from .evaluation import holm, paired_seed_bootstrap, verdict
+
+    order = sorted(scores, key=lambda m: -scores[m].mean())
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    tests = [paired_seed_bootstrap(scores[a], scores[b], seed=seed) for a, b in pairs]
+    adjusted = holm([t["p"] for t in tests])
+    return [{"a": a, "b": b, **t, "holm_p": h, "verdict": verdict(t["low"], t["high"]),
+             "holm_verdict": verdict(t["low"], t["high"]) if h < 1 - t["level"] else "tied"}
+            for (a, b), t, h in zip(pairs, tests, adjusted)]
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def pairwise_table(pairs: list[dict]) -> dict:
+    """The pairwise comparisons as a table of the report."""
+    return _table(pd.DataFrame([{
+        "A vs B": f"{_label(r['a'])} vs {_label(r['b'])}", "ROUGE-1 A - B": f"{r['mean']:+.3f}",
+        "95% interval": f"[{r['low']:+.3f}, {r['high']:+.3f}]", "p": _p(r["p"]), "Holm p": _p(r["holm_p"]),
+        "verdict": r["verdict"] if r["verdict"] == r["holm_verdict"] else f"{r['verdict']} (tied after Holm)"}
+        for r in pairs]))
+
+
+def ranking_sentence(groups: dict[str, list[dict]], pairs: list[dict]) -> str:
+    """The methods' order by mean test ROUGE-1, and which neighbours the paired seed-aware intervals separate."""
+    seeds = sorted({r["seed"] for m, rows in groups.items() if m != "zero_shot" for r in rows})
+    means = {m: sum(r["test_rouge1"] for r in rows) / len(rows) for m, rows in groups.items()}
     order = sorted(means, key=means.get, reverse=True)
-    swaps = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]
-             if any(trained[a][s] <= trained[b][s] for s in seeds)]
-    text = (f"Ordered by mean test ROUGE-1 over seeds {', '.join(map(str, seeds))}: "
-            + " > ".join(f"{_label(m)} ({means[m]:.3f})" for m in order) + ". ")
-    if not swaps:
-        return text + "The order is the same in every seed."
-    pairs = "; ".join(f"{_label(a)} vs {_label(b)} (" + ", ".join(
-        f"seed {s}: {trained[a][s]:.3f} vs {trained[b][s]:.3f}" for s in seeds) + ")" for a, b in swaps)
-    return text + f"It is not the same in every seed: {pairs}."
+    text = (f"By mean test ROUGE-1 over training seeds {', '.join(map(str, seeds))}: "
+            + ", ".join(f"{_label(m)} {means[m]:.3f}" for m in order) + ". ")
+    by_pair = {(r["a"], r["b"]): r for r in pairs}
+    steps = [by_pair[(a, b)] for a, b in zip(order, order[1:]) if (a, b) in by_pair]
+    text += ("Each method against the next one down, paired over the same test documents with training seeds "
+             "resampled too (95% interval of the ROUGE-1 gap): " + "; ".join(
+                 f"{_label(r['a'])} {'ahead of' if r['verdict'] == 'ahead' else 'tied with'} {_label(r['b'])} "
+                 f"({r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}])" for r in steps) + ". ")
+    far_ties = [r for r in pairs if r["verdict"] == "tied" and r not in steps]
+    if far_ties:
+        text += "Also tied: " + "; ".join(f"{_label(r['a'])} and {_label(r['b'])}" for r in far_ties) + ". "
+    lost = [r for r in pairs if r["verdict"] == "ahead" and r["holm_verdict"] == "tied"]
+    text += (f"Every pair is in the pairwise table; after Holm's correction for its {len(pairs)} comparisons "
+             + ("every lead stands." if not lost else
+                "these leads become ties: " + "; ".join(f"{_label(r['a'])} vs {_label(r['b'])}" for r in lost) + "."))
+    return text
 
 
-def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None:
-    """The seeds table, the share of full fine-tuning's gain, the ranking sentence and the cross-device check."""
+def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict | None = None) -> dict | None:
+    """The seeds table, the pairwise comparisons, the share of full fine-tuning's gain and the cross-device check.
+
+    ``scores``: per-document test ROUGE-1 per method, (seeds, documents) (``seed_scores``); the orderings the report
+    states come from them (``pairwise``).
+    """
     groups = seed_groups(rows)
     if "zero_shot" not in groups or len(groups) < 2:
         return None
@@ -450,33 +540,35 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
         table.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
                       "seeds": ", ".join(str(r["seed"]) for r in g),
                       "val loss": _pm([r["val_loss"] for r in g]),
-                      "val ROUGE-1": _pm([r["val_rouge1"] for r in g]),
                       "test ROUGE-1": _pm([r["test_rouge1"] for r in g]),
                       "±95%": f"{sum(halves) / len(halves):.3f}",
                       "test ROUGE-2": _pm([r["test_rouge2"] for r in g]),
                       "test ROUGE-L": _pm([r["test_rougeL"] for r in g])})
-    out_spread = spread_sentence(groups)
-    out = {**_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups), "share": None, "device_check": None,
-           "spread": out_spread, "lora_share": None}
+    pairs = pairwise({m: scores[m] for m in groups if m in scores}) if scores else []
+    out = {**_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups, pairs) if pairs else "", "pairs": pairs,
+           "pairwise": pairwise_table(pairs) if pairs else None, "share": None, "device_check": None,
+           "spread": spread_sentence(groups), "lora_share": None}
     zs = groups["zero_shot"][0]
     if "full_ft" in groups:
-        ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("val_loss", "val_rouge1")}
+        ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("test_loss", "test_rouge1")}
         share = []
         for m, g in groups.items():
             if m in ("zero_shot", "full_ft"):
                 continue
-            loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("val_loss", "val_rouge1"))
-            loss_share = _share(zs["val_loss"] - loss, zs["val_loss"] - ft["val_loss"])
-            r1_share = _share(r1 - zs["val_rouge1"], ft["val_rouge1"] - zs["val_rouge1"])
+            loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("test_loss", "test_rouge1"))
+            loss_share = _share(zs["test_loss"] - loss, zs["test_loss"] - ft["test_loss"])
+            r1_share = _share(r1 - zs["test_rouge1"], ft["test_rouge1"] - zs["test_rouge1"])
             if m == "lora" and loss_share is not None and r1_share is not None:
-                out["lora_share"] = _lora_share(loss_share, r1_share, g, groups["full_ft"])
+                pair = next((r for r in pairs if {r["a"], r["b"]} == {"lora", "full_ft"}), None)
+                out["lora_share"] = _lora_share(loss_share, r1_share, g, groups["full_ft"], pair)
             fraction = g[0]["trainable_params"] / groups["full_ft"][0]["trainable_params"]
             share.append({"method": _label(m), "trained params": f"{g[0]['trainable_params']:,}",
-                          "share of weights": f"{fraction:.4%}" if fraction < 0.001 else f"{fraction:.1%}",
+                          "share of weights": _fraction(fraction),
                           "loss gain": _percent(loss_share), "per weight": _times(loss_share, fraction),
                           "ROUGE-1 gain": _percent(r1_share), "per weight ": _times(r1_share, fraction)})
-        out["share"] = {**_table(pd.DataFrame(share)), "zs_loss": _num(zs["val_loss"]), "ft_loss": _num(ft["val_loss"]),
-                        "zs_rouge1": _num(zs["val_rouge1"]), "ft_rouge1": _num(ft["val_rouge1"])}
+        out["share"] = {**_table(pd.DataFrame(share)), "zs_loss": _num(zs["test_loss"]),
+                        "ft_loss": _num(ft["test_loss"]), "zs_rouge1": _num(zs["test_rouge1"]),
+                        "ft_rouge1": _num(ft["test_rouge1"])}
     if results:
         pairs = [(m, results[m], g[0]) for m, g in groups.items() if m in results and g[0]["seed"] == 0]
         if pairs:
@@ -491,22 +583,48 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None) -> dict | None
                 f"{where}. For zero-shot and the {len(pairs) - 1} trained methods, the two differ by at most "
                 f"{loss_gap:.4f} in validation loss ({'within' if loss_gap <= loss_sd else 'more than'} the largest "
                 f"spread across seeds, {loss_sd:.4f}) and by at most {r1_gap:.3f} in test ROUGE-1 "
-                f"({'within' if r1_gap <= r1_sd else 'more than'} the spread across seeds, up to {r1_sd:.3f}).")
+                f"({'within' if r1_gap <= r1_sd else 'more than'} the spread across seeds, up to {r1_sd:.3f}). What "
+                "differs between the two runs of the same settings and seed is the order in which floating-point sums "
+                "are taken (micro-batches of 2 rows on the CPU, whole batches of 8 on the GPU, and each machine's own "
+                "matrix kernels), so the trajectories part after the first updates.")
     return out
 
 
-def _lora_share(loss_share: float, r1_share: float, lora: list[dict], full: list[dict]) -> dict:
-    """What theory answer 4 says of LoRA against full fine-tuning, the verdict decided by the loss share."""
+def _fraction(fraction: float) -> str:
+    """A share of the model's weights in percent, two significant figures."""
+    return f"{float(f'{fraction * 100:.2g}'):g}%"
+
+
+def _lora_share(loss_share: float, r1_share: float, lora: list[dict], full: list[dict], pair: dict | None) -> dict:
+    """What theory answer 4 says of LoRA against full fine-tuning: ROUGE-1 by the paired seed-aware interval, the
+    loss by whether it is lower in every seed."""
     params, total = lora[0]["trainable_params"], full[0]["trainable_params"]
-    if loss_share >= 0.9:
-        verdict = "nearly all of what updating every weight achieves on this task fits in a low-rank update"
-    elif loss_share >= 0.5:
-        verdict = "most of what updating every weight achieves on this task fits in a low-rank update"
+    full_by_seed = {r["seed"]: r["test_loss"] for r in full}
+    shared = [r for r in lora if r["seed"] in full_by_seed]
+    if shared and all(full_by_seed[r["seed"]] < r["test_loss"] for r in shared):
+        loss = "full fine-tuning reaches the lower test loss in every seed"
+    elif shared and all(full_by_seed[r["seed"]] > r["test_loss"] for r in shared):
+        loss = "LoRA reaches the lower test loss in every seed"
     else:
-        verdict = "on this task a low-rank update falls well short of updating every weight"
+        loss = "neither reaches the lower test loss in every seed"
+    if pair is None:
+        rouge = "ROUGE-1 was not compared"
+    else:
+        lora_minus_ft = pair["mean"] if pair["a"] == "lora" else -pair["mean"]
+        low, high = (pair["low"], pair["high"]) if pair["a"] == "lora" else (-pair["high"], -pair["low"])
+        word = {"ahead": "LoRA is ahead on ROUGE-1", "behind": "full fine-tuning is ahead on ROUGE-1",
+                "tied": "the two are tied on ROUGE-1"}[_verdict(low, high)]
+        rouge = f"{word} (LoRA - full fine-tuning {lora_minus_ft:+.3f} [{low:+.3f}, {high:+.3f}])"
     seeds = str(len(lora)) if len(lora) == len(full) else f"{len(lora)} and {len(full)}"
-    return {"loss": f"{loss_share:.0%}", "rouge1": f"{r1_share:.0%}", "params": f"{params:,}",
-            "percent": f"{100 * params / total:.1f}", "ft_params": f"{total:,}", "seeds": seeds, "verdict": verdict}
+    return {"loss": _percent(loss_share), "rouge1": _percent(r1_share), "params": f"{params:,}",
+            "percent": _fraction(params / total).rstrip("%"), "ft_params": f"{total:,}", "seeds": seeds,
+            "verdict": f"{rouge}, and {loss}"}
+
+
+def _verdict(low: float, high: float) -> str:
+    from .evaluation import verdict
+
+    return verdict(low, high)
 
 
 def _share(gain: float, full_gain: float) -> float | None:
@@ -519,10 +637,11 @@ def _percent(share: float | None) -> str:
 
 
 def _times(share: float | None, fraction: float) -> str:
+    """A ratio to two significant figures: 8,005 -> 8,000×, 95.3 -> 95×, 5.27 -> 5.3×."""
     if share is None:
         return "n/a"
-    ratio = share / fraction
-    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+    ratio = float(f"{share / fraction:.2g}")
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:#.2g}×"
 
 
 def _device_name_of(row: dict) -> str:
@@ -656,6 +775,10 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     planned = {s: len(runs(get_profile(profile_name), s)) for s in ("lora_rank", "prompt_length")} \
         if profile_name in ("smollm2-aclsum", "smoke") else {}
     if rank:
+        lora_seeds = groups.get("lora", [])
+        seed_sd = _mean_sd([r["val_loss"] for r in lora_seeds])[1] if len(lora_seeds) > 1 else None
+        alpha = read_json(sweep_dir(profile_name, "lora_rank") / rank[0]["run"] / "config.json")["profile"]["lora"]["alpha"]
+        rank_text, rank_enough = rank_sentence(rank, seed_sd, alpha)
         low = _smallest_within(rank)
         best = min(rank, key=lambda r: r["val_loss"])
         span = max(r["val_loss"] for r in rank) - best["val_loss"]
@@ -665,7 +788,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "best_loss": _num(min(r["val_loss"] for r in rank)), "enough": low["run"][1:],
                        "enough_params": f"{low['trainable_params']:,}", "first": rank[0]["run"][1:],
                        "first_loss": _num(rank[0]["val_loss"]), "last": rank[-1]["run"][1:],
-                       "last_loss": _num(rank[-1]["val_loss"])}
+                       "last_loss": _num(rank[-1]["val_loss"]), "text": rank_text, "within_noise": rank_enough}
     if prompt:
         low = _smallest_within(prompt)
         total = planned.get("prompt_length", len(prompt))
@@ -686,7 +809,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "params": f"{full[0]['trainable_params']:,}",
                        "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
-    out["seeds"] = seeds_data(seeds, results)
+    out["seeds"] = seeds_data(seeds, results, seed_scores(profile_name, groups) if groups else None)
     out["methods"] = {r["method"]: {"val_rouge1": _num(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
     out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank") / "geometry.json"
@@ -738,7 +861,20 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
             "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
             "start_loss": _num(h.eval_loss.iloc[0]) if h is not None else _num(m["eval_loss"]),
             "epochs": str(m.get("epochs_run", "-")), "learned": m.get("learned", True) is not False,
+            "final_train_loss": _num(h.train_loss.dropna().iloc[-1]) if h is not None else "-",
         }
+    gaps = {method: res["metrics"]["eval_loss"] - res["history"].train_loss.dropna().iloc[-1]
+            for method, res in results.items() if res.get("history") is not None}
+    for method, gap in gaps.items():
+        h = results[method]["history"]
+        rose = h.eval_loss.iloc[-1] > h.eval_loss.min() + 1e-9
+        words = ("the largest gap between the two of the methods here" if gap == max(gaps.values()) else
+                 f"a gap of {gap:.2f} (the largest here: {max(gaps.values()):.2f})")
+        if rose:
+            best = int(h.epoch.iloc[int(h.eval_loss.values.argmin())])
+            words += (f", and its validation loss rose after epoch {best} ({_num(h.eval_loss.min())} -> "
+                      f"{_num(h.eval_loss.iloc[-1])}; the best weights were kept)")
+        out[method]["gap_words"] = words
     return out
 
 
@@ -833,21 +969,37 @@ def conclusion(results: dict[str, dict]) -> str:
     return text
 
 
-def verdicts(results: dict[str, dict]) -> dict[str, str]:
-    """The clauses of the theory answers that depend on which number is larger, decided from the numbers."""
+def verdicts(results: dict[str, dict], pairs: list[dict] | None = None) -> dict[str, str]:
+    """The clauses of the theory answers that depend on which number is larger, decided from the numbers.
+
+    ``pairs``: the seed-aware pairwise comparisons (``pairwise``), which decide orderings when they exist.
+    """
     m = {k: r["metrics"] for k, r in results.items()}
     out = {}
     if "zero_shot" in m and "prompt_tuning" in m and results["prompt_tuning"]["history"] is not None:
         start = float(results["prompt_tuning"]["history"].eval_loss.iloc[0])
-        out["discrete_prompt"] = ("the instruction as a discrete prompt already helps a little" if start < m["zero_shot"]["eval_loss"]
-                                  else "the instruction as a discrete prompt does not help by itself")
-    if "prompt_tuning" in m and "lora" in m:
-        pt, lora = m["prompt_tuning"]["rouge"]["rouge1"], m["lora"]["rouge"]["rouge1"]
+        change = start - m["zero_shot"]["eval_loss"]
+        out["discrete_prompt"] = (
+            f"the instruction as a discrete prompt changes it by {change:+.3f} nats, too little to call a help or a "
+            "harm from one run" if abs(change) < 0.02 else
+            f"the instruction as a discrete prompt lowers it by {-change:.3f} nats" if change < 0 else
+            f"the instruction as a discrete prompt raises it by {change:.3f} nats")
+    pair = next((r for r in pairs or [] if {r["a"], r["b"]} == {"lora", "prompt_tuning"}), None)
+    if pair is not None:  # three training seeds each: the seed-aware paired interval decides
+        sign = 1 if pair["a"] == "lora" else -1
+        gap, low, high = sign * pair["mean"], *sorted((sign * pair["low"], sign * pair["high"]))
+        word = _verdict(low, high)
+        out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
+                                  "tied": "the two are tied"}[word]
+                                 + f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] test ROUGE-1 over "
+                                   "three training seeds each, paired over documents with seeds resampled)")
+    elif "prompt_tuning" in m and "lora" in m:
         gap, low, high = paired_gap(results["lora"]["predictions"], results["prompt_tuning"]["predictions"])
-        separated = low > 0 or high < 0
-        out["prompt_vs_lora"] = ("it does" if pt["mean"] < lora["mean"] else "it does not") + (
-            f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] ROUGE-1, paired bootstrap over the same "
-            f"test documents{'' if separated else ', which does not separate them'})")
+        word = _verdict(low, high)
+        out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
+                                  "tied": "the two are tied"}[word]
+                                 + f" in this one training run each (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, "
+                                   f"{high:+.3f}] ROUGE-1, paired over the same test documents)")
     if "lora" in m and "last_blocks" in m:
         out["placement"] = ("the low-rank update spread over every block reached the lower validation loss"
                             if m["lora"]["eval_loss"] < m["last_blocks"]["eval_loss"] else
@@ -884,9 +1036,9 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                          "one written by peft_helpers.launch); its train time adds up the epochs kept, as the "
                          "checkpoint recorded them.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
-        "lora_rank": str(config["profile"]["lora"]["r"]), "verdicts": verdicts(results),
-        "sweep": sweep_data(profile_name, figures, results),
+        "lora_rank": str(config["profile"]["lora"]["r"]), "sweep": sweep_data(profile_name, figures, results),
     }
+    data["verdicts"] = verdicts(results, ((data["sweep"] or {}).get("seeds") or {}).get("pairs"))
     search = profile_dir(profile_name) / "search.json"
     if search.exists():
         frame = pd.DataFrame(read_json(search)["rows"]).drop(columns=["training hash"], errors="ignore")

@@ -151,6 +151,7 @@ def lr_step(lr: float, up: bool) -> float:
 def tune_variant(profile: Profile, group: str, lr: float) -> tuple[str, Profile]:
     """The method and settings of one tuning run: ``group`` (a method, or one of its tried variants) at ``lr``."""
     epochs = dict(lr=lr, epochs=TUNE_EPOCHS)
+    profile = profile.replace(train=dict(precision="fp32"))  # as every sweep trains
     if group == "full_ft":
         return "last_blocks", profile.replace(last_blocks=dict(n_blocks=model_depth(profile), embeddings=True,
                                                                **epochs))
@@ -183,7 +184,6 @@ def tune_grid(profile: Profile, group: str, root: str | Path = "results") -> tup
 
     The grid grows one rate past an edge whenever every rate in it has finished and the lowest loss sits on that edge.
     """
-    profile = profile.replace(train=dict(precision="fp32"))  # as runs() plans them
     grid = sorted(TUNE_GRIDS[group])
     while True:
         losses = {}

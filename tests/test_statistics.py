@@ -1,0 +1,57 @@
+"""The statistics behind every sentence that orders methods: intervals at their stated level, pairing, Holm."""
+
+import numpy as np
+import pytest
+
+from peft_helpers.evaluation import bootstrap_interval, holm, paired_seed_bootstrap, verdict
+
+
+def test_a_95_percent_interval_has_the_width_of_the_normal_quantiles():
+    # the mean of 4,000 draws of N(0, 1) has standard error 1/sqrt(4000); a 95% interval is +-1.96 of it
+    values = np.random.default_rng(0).normal(0.0, 1.0, 4000)
+    se = values.std(ddof=1) / np.sqrt(len(values))
+    for level, z in ((0.95, 1.960), (0.80, 1.2816)):
+        low, high = bootstrap_interval(values, n_boot=4000, level=level)
+        assert (high - low) / 2 == pytest.approx(z * se, rel=0.08)
+        test = paired_seed_bootstrap(values, np.zeros_like(values), n_boot=4000, level=level)
+        assert (test["high"] - test["low"]) / 2 == pytest.approx(z * se, rel=0.08)
+
+
+def test_pairing_by_document_removes_the_documents_own_variation():
+    rng = np.random.default_rng(1)
+    hardness = rng.uniform(0.1, 0.7, 100)  # documents differ far more than the methods do
+    b = hardness + rng.normal(0, 0.005, 100)
+    a = b + 0.01
+    paired = paired_seed_bootstrap(a, b)
+    assert paired["mean"] == pytest.approx(0.01)
+    assert 0.009 < paired["low"] < paired["high"] < 0.011 and paired["p"] < 0.01
+    # the same numbers with the documents of B in another order: an unpaired comparison, which cannot separate them
+    unpaired = paired_seed_bootstrap(a, b[::-1])
+    assert unpaired["low"] < 0 < unpaired["high"]
+
+
+def test_resampling_seeds_widens_the_interval_when_seeds_disagree():
+    rng = np.random.default_rng(2)
+    hardness = rng.uniform(0.1, 0.7, 100)
+    a = np.stack([hardness + shift for shift in (0.00, 0.03, 0.06)])  # three seeds far apart
+    b = np.stack([hardness + 0.02] * 3)
+    one_run = paired_seed_bootstrap(a[0], b[0])
+    seeds = paired_seed_bootstrap(a, b)
+    assert seeds["mean"] == pytest.approx(0.01)
+    assert seeds["high"] - seeds["low"] > 10 * (one_run["high"] - one_run["low"])
+    assert seeds["low"] < 0 < seeds["high"]  # one seed behind, two ahead: tied
+    with pytest.raises(ValueError, match="same documents"):
+        paired_seed_bootstrap(a, b[:, :50])
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.3, 0.4]) == pytest.approx([0.6, 0.6])
+    assert holm([0.9, 0.9, 0.9]) == [1.0, 1.0, 1.0]
+
+
+def test_a_verdict_is_ahead_only_when_the_interval_excludes_zero():
+    assert verdict(0.001, 0.02) == "ahead"
+    assert verdict(-0.02, -0.001) == "behind"
+    assert verdict(-0.001, 0.02) == "tied" and verdict(0.0, 0.02) == "tied"
+    assert verdict(0.001, 0.02, lower_is_better=True) == "behind"
