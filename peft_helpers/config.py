@@ -64,6 +64,7 @@ class ModelSpec:
     name: str
     source: str  # the hub id (or what stands in for it), recorded with results and adapters
     family: str
+    chat: bool = False  # has a chat template (an instruction-tuned model): zero-shot is also scored through it
 
 
 FAMILIES = {
@@ -73,7 +74,7 @@ FAMILIES = {
 }
 MODEL_TABLE = {m.name: m for m in (
     ModelSpec("gpt2", "gpt2", "gpt2"),
-    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama"),
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", chat=True),
     ModelSpec("tiny-gpt2", "tiny-gpt2", "gpt2"),
 )}
 
@@ -251,6 +252,9 @@ class Profile:
     max_doc_tokens: int
     max_summary_tokens: int
     separator: str = "\nTL;DR:"  # the summary follows after one space
+    # "plain": document + separator + summary (every method); "chat": the model's chat template around an instruction
+    # and the document, the summary as the assistant's turn (the zero-shot baseline an instruction model is owed)
+    prompt_format: str = "plain"
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -265,6 +269,8 @@ class Profile:
         for name in ("n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens"):
             _integer(name, getattr(self, name))
         _integer("seed", self.seed, minimum=0)
+        if self.prompt_format not in ("plain", "chat"):
+            raise ConfigError(f"prompt_format must be 'plain' or 'chat', got {self.prompt_format!r}.")
         for name, kind in _SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, dict):  # e.g. lora=dict(r=16): checked like LoRAConfig(r=16)
@@ -405,6 +411,18 @@ def _environment_overrides() -> dict:
     return value
 
 
+def _merge(first: dict, second: dict) -> dict:
+    """``second`` over ``first``, settings sections merged field by field (``lora.r`` from one, ``lora.lr`` from the
+    other both stay)."""
+    out = dict(first)
+    for key, value in second.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The profile called ``name`` (default: ``$PEFT_PROFILE`` or ``auto``).
 
@@ -418,7 +436,12 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     if name not in _BUILDERS:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} or auto.")
     profile = _BUILDERS[name]()
-    overrides = {**_environment_overrides(), **overrides}
+    overrides = _merge(_environment_overrides(), overrides)
+    if "name" in overrides and overrides["name"] != name:
+        raise ConfigError(f"a profile's name cannot be overridden (asked: name={overrides['name']!r} for profile "
+                          f"{name!r}): results are filed under it. Choose the profile itself, e.g. "
+                          f"PEFT_PROFILE={overrides['name']}.")
+    overrides.pop("name", None)
     profile = profile.replace(**overrides) if overrides else profile
     if profile.model == "gpt2":
         import torch

@@ -248,7 +248,9 @@ def load_splits(profile: Profile, raw: dict[str, list[dict]] | None = None) -> t
 def check_context(profile: Profile, model_config, n_virtual: int = 0) -> None:
     """Raise when soft prompt + document + separator + summary/generation cannot fit the model."""
     limit = getattr(model_config, "n_positions", None) or getattr(model_config, "max_position_embeddings", None)
-    separator = 16  # a bound on the separator's tokens ("\nTL;DR:" is 5 in the GPT-2 and SmolLM2 tokenizers)
+    # a bound on the separator's tokens ("\nTL;DR:" is 5 in the GPT-2 and SmolLM2 tokenizers); the chat template's
+    # system turn, instruction and turn markers are 48 for SmolLM2
+    separator = 64 if profile.prompt_format == "chat" else 16
     longest = n_virtual + profile.max_doc_tokens + separator + max(profile.max_summary_tokens + 1,
                                                             profile.generation.max_new_tokens)
     if limit and longest > limit:
@@ -270,12 +272,34 @@ def encode_example(tokenizer, document: str, summary: str, max_doc: int, max_sum
     return {"prompt_ids": doc + sep, "target_ids": target + [tokenizer.eos_token_id]}
 
 
+CHAT_INSTRUCTION = "Summarize the following text:"  # the prompt tuning's text initialisation, as an instruction
+
+
+def encode_chat_example(tokenizer, document: str, summary: str, max_doc: int, max_summary: int) -> dict:
+    """The chat-template form: the user's turn holds the instruction and the document (cut to ``max_doc`` tokens),
+    the assistant's turn the summary; ``prompt_ids`` end where the assistant's text begins."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError("prompt_format='chat' needs a tokenizer with a chat template; this one has none "
+                        "(GPT-2 has none: use prompt_format='plain').")
+    doc = tokenizer(document, add_special_tokens=False)["input_ids"][:max_doc]
+    message = f"{CHAT_INSTRUCTION}\n\n{tokenizer.decode(doc)}"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True,
+                                           tokenize=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    target = tokenizer(summary, add_special_tokens=False)["input_ids"][:max_summary]
+    return {"prompt_ids": prompt, "target_ids": target + [tokenizer.eos_token_id]}
+
+
 def tokenize_splits(splits: DatasetDict, tokenizer, profile: Profile) -> DatasetDict:
-    """Add ``prompt_ids`` and ``target_ids`` to every split."""
+    """Add ``prompt_ids`` and ``target_ids`` to every split (in the profile's ``prompt_format``)."""
 
     def encode(row):
-        out = encode_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
-                             profile.max_summary_tokens, profile.separator)
+        if profile.prompt_format == "chat":
+            out = encode_chat_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
+                                      profile.max_summary_tokens)
+        else:
+            out = encode_example(tokenizer, row["document"], row["summary"], profile.max_doc_tokens,
+                                 profile.max_summary_tokens, profile.separator)
         out["doc_tokens"] = len(tokenizer(row["document"], add_special_tokens=False)["input_ids"])
         out["summary_tokens"] = len(tokenizer(" " + row["summary"], add_special_tokens=False)["input_ids"])
         return out

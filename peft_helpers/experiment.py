@@ -26,7 +26,7 @@ from .methods import (
 )
 from .results import (
     ResultsError, adapter_path, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
-    load_results, results_dir, unfinished_reason, write_unit,
+    finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason, write_unit,
 )
 from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
@@ -56,7 +56,10 @@ def data_hash(profile: Profile, source_digest: str = "") -> str:
     """Identifies the tokenized splits: the data settings and the content of the source rows."""
     keys = ("model", "dataset", "n_train", "n_val", "n_test", "max_doc_tokens", "max_summary_tokens",
             "separator", "seed")
-    payload = json.dumps({**{k: getattr(profile, k) for k in keys}, "source": source_digest}, sort_keys=True)
+    values = {k: getattr(profile, k) for k in keys}
+    if profile.prompt_format != "plain":  # added later: the plain format keeps the hashes it always had
+        values["prompt_format"] = profile.prompt_format
+    payload = json.dumps({**values, "source": source_digest}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -227,6 +230,17 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     folder = results_dir(profile.name, method, root)
     digest = config_hash(profile, method)
     why = "retrain=True" if retrain else unfinished_reason(folder, method, digest)
+    if why is not None and not retrain and finished_with_other_settings(folder, method, digest):
+        try:
+            before = json.loads((folder / "config.json").read_text(encoding="utf-8"))["profile"]
+            changed = settings_difference(before, json.loads(json.dumps(profile.to_dict())))
+        except (OSError, ValueError, KeyError):
+            changed = []
+        raise ResultsError(
+            f"{folder} holds a finished {method} result made with other settings"
+            + (f" ({'; '.join(changed[:6])})" if changed else "") + ". It is not replaced without being asked: "
+            f"to replace it, run again with retrain=True (RETRAIN = True in the notebook); to keep both, copy or "
+            f"move {folder} elsewhere first.")
     if why is None:
         try:
             load_trained(model, folder, method)

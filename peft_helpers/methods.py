@@ -375,7 +375,7 @@ def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
     ``n_blocks=k`` trains the last k transformer blocks and the final norm
     (the head stays tied and frozen).
     """
-    if not isinstance(n_blocks, int) or n_blocks < 0:
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:  # True is an int in Python
         raise ConfigError(f"n_blocks must be an integer >= 0, got {n_blocks!r}.")
     blocks = transformer_blocks(model)
     if n_blocks > len(blocks):

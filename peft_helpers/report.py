@@ -61,9 +61,26 @@ def _interval(r: dict, digits: int = 3) -> str:
     return f"{r['mean']:.{digits}f} [{r['low']:.{digits}f}, {r['high']:.{digits}f}]"
 
 
+def base_params(results: dict[str, dict]) -> int:
+    """The weights of the pretrained model as loaded: the one denominator of every "% of the model".
+
+    A method's own total differs (the LM head's untied copy adds 28.3M to SmolLM2, LoRA its factors), so the untrained
+    model's count (zero-shot) is used for all; without it, the smallest total among the methods.
+    """
+    if "zero_shot" in results:
+        return results["zero_shot"]["metrics"]["total_params"]
+    return min(r["metrics"]["total_params"] for r in results.values())
+
+
+def _percent_of(trainable: int, base: int) -> str:
+    """A share of the model's weights in percent, to two significant figures (at least one decimal)."""
+    value = 100 * trainable / base
+    return f"{value:.2g}" if value < 1 else f"{value:.1f}"
+
+
 def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
     """One row per method: ROUGE with 95% intervals, losses, parameters, time, throughput, memory."""
-    rows = []
+    rows, base = [], base_params(results)
     for method, res in results.items():
         m = res["metrics"]
         row = {"method": LABELS[method] + (" (did not learn)" if m.get("learned") is False else "")}
@@ -73,7 +90,7 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
             "eval loss (val)": f"{m['eval_loss']:.3f}",
             "test loss": f"{m['test_loss']:.3f}",
             "trainable params": f"{m['trainable_params']:,}",
-            "trainable %": f"{m['trainable_percent']:.3f}",
+            "trainable %": _percent_of(m["trainable_params"], base),
             "train time (s)": f"{m.get('train_time_s') or 0:.0f}",
             "train tok/s": "-" if not m.get("tokens_per_s") else f"{m['tokens_per_s']:.0f}",
             "peak mem (MiB)": f"{m['peak_memory_mib']:.0f}",
@@ -227,45 +244,112 @@ def paired_gap(a: list[dict], b: list[dict], seed: int = 0) -> tuple[float, floa
     return float(diff.mean()), low, high
 
 
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def output_stats(predictions: list[dict]) -> dict:
+    """How a method's summaries differ from the references: ROUGE-1 precision and recall, length in words, how many
+    run to the cap (and their ROUGE-1 against the rest), and how many take up the references' template (their
+    second sentence starts "They ...", 99 of ACLSum's 100 test references do; 29 open with "Existing")."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+    scores = [scorer.score(p["reference"], p["prediction"])["rouge1"] for p in predictions]
+    n = len(predictions)
+    capped = [sc.fmeasure for sc, p in zip(scores, predictions) if p["hit_cap"]]
+    ended = [sc.fmeasure for sc, p in zip(scores, predictions) if not p["hit_cap"]]
+    return {"precision": sum(sc.precision for sc in scores) / n, "recall": sum(sc.recall for sc in scores) / n,
+            "words": sum(len(p["prediction"].split()) for p in predictions) / n,
+            "ref_words": sum(len(p["reference"].split()) for p in predictions) / n,
+            "n": n, "hit_cap": len(capped), "capped_r1": sum(capped) / len(capped) if capped else None,
+            "ended_r1": sum(ended) / len(ended) if ended else None,
+            "they": sum(" They " in f" {p['prediction']}" for p in predictions),
+            "existing": sum(p["prediction"].startswith("Existing") for p in predictions),
+            "ref_they": sum(" They " in f" {p['reference']}" for p in predictions),
+            "ref_existing": sum(p["reference"].startswith("Existing") for p in predictions)}
+
+
 def discussion(results: dict[str, dict]) -> list[str]:
-    """Paragraphs stating which method wins on what, at what cost, and which gaps the data support."""
+    """Paragraphs that explain the differences from the files: precision, recall and length, what each method learned,
+    overfitting, and cost. Orderings here are of one training run per method, paired over the test documents."""
     trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
     if not trained:
         return ["No trained method has results yet."]
+    stats = {m: output_stats(r["predictions"]) for m, r in results.items()}
     best_rouge = max(trained, key=lambda m: trained[m]["rouge"]["rouge1"]["mean"])
     best_loss = min(trained, key=lambda m: trained[m]["eval_loss"])
-    b = trained[best_rouge]
-    loss = f"the lowest validation loss ({trained[best_loss]['eval_loss']:.3f})"
-    out = [
-        (f"{LABELS[best_rouge]} has both the highest ROUGE-1 ({_interval(b['rouge']['rouge1'])}) and {loss}. "
-         if best_rouge == best_loss else
-         f"{LABELS[best_rouge]} has the highest ROUGE-1 ({_interval(b['rouge']['rouge1'])}) and "
-         f"{LABELS[best_loss]} {loss}. ") +
-        f"{LABELS[best_rouge]} trains {b['trainable_params']:,} parameters "
-        f"({b['trainable_percent']:.3f}% of the model) in {b.get('train_time_s') or 0:.0f} s."
-    ]
-    supported, unsupported = [], []
-    for method in results:
-        if method == best_rouge:
+    out = []
+    tied = []
+    for method in trained:
+        if method != best_rouge:
+            gap, low, high = paired_gap(results[best_rouge]["predictions"], results[method]["predictions"])
+            if _verdict(low, high) == "tied":
+                tied.append(f"{LABELS[method]} ({gap:+.3f} [{low:+.3f}, {high:+.3f}])")
+    lead = (f"In these runs (one training run per method) {LABELS[best_rouge]} has the highest test ROUGE-1 and "
+            + ("the lowest validation loss" if best_rouge == best_loss else
+               f"{LABELS[best_loss]} the lowest validation loss") + ". ")
+    lead += (("Paired over the test documents, it is tied with " + "; ".join(tied) + ", ahead of the rest. ")
+             if tied else "Paired over the test documents, it is ahead of every other method. ")
+    out.append(lead + ("Section 6 repeats every method with three training seeds; the orderings the report "
+                       "concludes on come from there." if len(trained) > 1 else ""))
+    ref = next(iter(stats.values()))
+    parts = [f"{LABELS[m]} {st['precision']:.2f} / {st['recall']:.2f} / {st['words']:.0f} words"
+             for m, st in stats.items()]
+    text = (f"Why the scores differ: ROUGE-1 F1 is the harmonic mean of precision (the share of a summary's words "
+            f"found in the reference) and recall (the share of the reference's words found in the summary). "
+            f"Precision / recall / mean length, against references of {ref['ref_words']:.0f} words: "
+            + "; ".join(parts) + ". ")
+    terse = [m for m, st in stats.items() if m in trained and st["precision"] - st["recall"] > 0.1]
+    if terse:
+        text += ("Short summaries lose on recall: " + " and ".join(
+            f"{LABELS[m]} writes {stats[m]['words']:.0f} words and recalls {stats[m]['recall']:.2f} of the reference "
+            f"at a precision of {stats[m]['precision']:.2f}" for m in terse) + ". ")
+    long = [m for m, st in stats.items() if st["hit_cap"] >= st["n"] // 4 and st["capped_r1"] is not None
+            and st["ended_r1"] is not None]
+    if long:
+        text += ("Repeated trigrams are blocked, so a summary that runs to the token cap is not a loop; it goes on "
+                 "past the reference's content. " + _capital("; ".join(
+                     f"{LABELS[m]} runs to the cap {stats[m]['hit_cap']}/{stats[m]['n']} times, and its capped "
+                     f"summaries score {stats[m]['capped_r1']:.3f} ROUGE-1 against {stats[m]['ended_r1']:.3f} for the "
+                     "rest" for m in long)) + ".")
+    out.append(text)
+    learned = [m for m in trained if stats[m]["they"] >= stats[m]["n"] // 2]
+    missed = [m for m in trained if m not in learned]
+    text = (f"What the methods learned shows in the form of their outputs. The references follow a template: "
+            f"{ref['ref_they']} of {ref['n']} state the approach in a sentence that starts \"They ...\" and "
+            f"{ref['ref_existing']} open with \"Existing ...\". ")
+    if learned:
+        text += (_capital(" and ".join(LABELS[m] for m in learned)) + " took it up (\"They\" in " + ", ".join(
+            f"{stats[m]['they']}" for m in learned) + f" of {ref['n']} summaries; \"Existing\" as the first word in "
+            + ", ".join(f"{stats[m]['existing']}" for m in learned) + ", more often than the references do). ")
+    if missed:
+        text += (_capital(" and ".join(LABELS[m] for m in missed)) + " did not (\"They\" in " + ", ".join(
+            f"{stats[m]['they']}" for m in missed) + f"; the untrained model: {stats.get('zero_shot', ref)['they']}): "
+            "training moved their loss but not the register of their text, which stays the model's own.")
+    out.append(text)
+    rose = []
+    for m, r in results.items():
+        h = r.get("history")
+        if h is None or len(h) < 3:
             continue
-        gap, low, high = paired_gap(results[best_rouge]["predictions"], results[method]["predictions"])
-        pair = f"{LABELS[best_rouge]} vs {LABELS[method]}: {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
-        (supported if low > 0 else unsupported).append(pair)
-    if supported:
-        out.append("Differences in ROUGE-1 that the test set supports (paired bootstrap over the same test documents; "
-                   "the 95% interval of the difference lies above zero): " + "; ".join(supported) + ".")
-    if unsupported:
-        out.append("Differences the test set does not separate (the interval of the paired difference includes zero, "
-                   "so the order could flip on another sample of documents): " + "; ".join(unsupported) + ".")
-    if "zero_shot" in results:
-        z = results["zero_shot"]["metrics"]
-        gains = ", ".join(f"{LABELS[m]} {t['rouge']['rouge1']['mean'] - z['rouge']['rouge1']['mean']:+.3f}"
-                          for m, t in trained.items())
-        out.append(f"Against the untrained model (zero-shot ROUGE-1 {_interval(z['rouge']['rouge1'])}, "
-                   f"validation loss {z['eval_loss']:.3f}), the change in ROUGE-1 is: {gains}.")
-    capped = ", ".join(f"{LABELS[m]} {r['metrics']['hit_cap']}/{r['metrics']['n_test']}" for m, r in results.items())
-    out.append(f"Summaries that ran to the generation cap without emitting eos: {capped}. "
-               "Those are usually repetitions, which lower precision and so ROUGE F1.")
+        gap = r["metrics"]["eval_loss"] - h.train_loss.dropna().iloc[-1]
+        if h.eval_loss.iloc[-1] > h.eval_loss.min() + 1e-9:
+            rose.append(f"{LABELS[m]} (training loss {h.train_loss.dropna().iloc[-1]:.2f} at the end, validation "
+                        f"{h.eval_loss.min():.3f} at its best epoch and {h.eval_loss.iloc[-1]:.3f} after the last)")
+        elif gap > 0.3:
+            rose.append(f"{LABELS[m]} (a training/validation gap of {gap:.2f}, validation still falling)")
+    if rose:
+        out.append("Overfitting on 100 training documents: " + "; ".join(rose) + ". Early stopping keeps the weights "
+                   "of the best validation epoch, so the reported numbers are from before the rise.")
+    costs = sorted(trained, key=lambda m: trained[m].get("train_time_s") or 0)
+    out.append("Cost: " + "; ".join(
+        f"{LABELS[m]} {trained[m].get('train_time_s') or 0:,.0f} s and {trained[m]['peak_memory_mib']:,.0f} MiB peak"
+        for m in costs) + ". The parameter counts of the papers do not translate into time here: the last-layer "
+        "variants compute the frozen part once and train on its cached output, while prompt tuning and LoRA run the "
+        "whole model forward and backward every step. The savings Hu et al. report for LoRA (a third of the GPU memory "
+        "of full fine-tuning on GPT-3 175B) come mostly from the optimiser state of the frozen weights, which is small "
+        "at 135M parameters; here the activations kept for the backward pass through every block dominate.")
     return out
 
 
@@ -305,11 +389,12 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
         for r in methods:
             if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
                 continue
-            color = FULL_FT_COLOR if r["method"] == "full_ft" else COLORS[r["method"]]
-            label = FULL_FT_LABEL if r["method"] == "full_ft" else LABELS[r["method"]]
-            if r["method"] == "zero_shot":
-                ax.axhline(r[key], color=color, ls=":", label="zero-shot")
+            if r["method"] in ("zero_shot", "zero_shot_chat"):  # nothing trained: a line, not a point
+                ax.axhline(r[key], color=COLORS["zero_shot"], ls=":" if r["method"] == "zero_shot" else "--",
+                           label=_label(r["method"]))
                 continue
+            color = FULL_FT_COLOR if r["method"] == "full_ft" else COLORS[r["method"]]
+            label = _label(r["method"])
             spread = ([[r[key] - r[f"{key}_min"]], [r[f"{key}_max"] - r[key]]] if f"{key}_min" in r else None)
             ax.errorbar(r["trainable_params"], r[key], yerr=spread, fmt="D", color=color, ms=7, capsize=3,
                         markeredgecolor="black", label=label + (f", notebooks' settings ({r['n_seeds']} seeds)"
@@ -422,7 +507,8 @@ def geometry_sentences(geometry: dict) -> list[str]:
     return [first, second]
 
 
-SEED_ORDER = ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft")
+SEED_ORDER = ("zero_shot", "zero_shot_chat", "prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft")
+CHAT_LABEL = "zero-shot, chat template"
 
 
 def seed_groups(rows: list[dict]) -> dict[str, list[dict]]:
@@ -434,7 +520,7 @@ def seed_groups(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def _label(key: str) -> str:
-    return FULL_FT_LABEL if key == "full_ft" else LABELS[key]
+    return {"full_ft": FULL_FT_LABEL, "zero_shot_chat": CHAT_LABEL}.get(key) or LABELS[key]
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -553,7 +639,7 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
         ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("test_loss", "test_rouge1")}
         share = []
         for m, g in groups.items():
-            if m in ("zero_shot", "full_ft"):
+            if m in ("zero_shot", "zero_shot_chat", "full_ft"):
                 continue
             loss, r1 = (_mean_sd([r[k] for r in g])[0] for k in ("test_loss", "test_rouge1"))
             loss_share = _share(zs["test_loss"] - loss, zs["test_loss"] - ft["test_loss"])
@@ -731,6 +817,45 @@ def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
     return out
 
 
+TUNE_LABELS = {"last_layer": "last layer (LM head)", "last_blocks": "last blocks + norm", "prompt_tuning":
+               "prompt tuning (20 tokens)", "prompt_tuning_n100": "prompt tuning, 100 tokens", "lora":
+               "LoRA (all seven projections)", "lora_qv": "LoRA on q, v", "full_ft": "full fine-tuning"}
+
+
+def tune_data(profile_name: str) -> dict | None:
+    """The tuning protocol's table: per method the learning rates tried with their validation loss, the chosen rate
+    and whether it lies inside the grid; methods not finished yet say how far they are."""
+    from .sweep import TUNE_GRIDS, sweep_dir
+
+    path = sweep_dir(profile_name, "tune") / "summary.json"
+    if not path.exists():
+        return None
+    summary = read_json(path)
+    rows, by_group = [], {}
+    for r in summary["rows"]:
+        by_group.setdefault(r["group"], []).append(r)
+    finished, pending = [], []
+    for group in [*TUNE_GRIDS, "prompt_tuning_n100", "lora_qv"]:
+        runs = sorted(by_group.get(group, []), key=lambda r: r["lr"])
+        choice = summary.get("chosen", {}).get(group)
+        if not runs:
+            pending.append(TUNE_LABELS[group])
+            continue
+        best = min(runs, key=lambda r: r["val_loss"])
+        tried = ", ".join(f"{r['lr']:g}: {r['val_loss']:.3f}" for r in runs)
+        if group in TUNE_GRIDS:
+            state = ("inside" if choice["interior"] else "on the edge (grid capped)") if choice else \
+                f"{len(runs)} of {len(TUNE_GRIDS[group])}+ rates run"
+        else:
+            state = "at its method's chosen rate"
+        rows.append({"method": TUNE_LABELS[group], "lr: validation loss": tried, "best lr": f"{best['lr']:g}",
+                     "val loss": f"{best['val_loss']:.3f}", "epochs": str(best["epochs_run"]), "best lr is": state})
+        (finished if choice or group not in TUNE_GRIDS else pending).append(TUNE_LABELS[group])
+    return {**(_table(pd.DataFrame(rows)) if rows else {"header": [], "rows": []}), "n_rows": len(rows),
+            "pending": ", ".join(p for p in pending if p not in finished), "runs": len(summary["rows"]),
+            "devices": sorted({r["device"] for r in summary["rows"]})}
+
+
 def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None = None) -> dict | None:
     """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs.
 
@@ -742,7 +867,8 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
 
     rank, methods, prompt, init, full, seeds = (sweep_rows(profile_name, s) for s in (
         "lora_rank", "methods", "prompt_length", "prompt_init", "full_ft", "seeds"))
-    if not any((rank, prompt, seeds)):
+    tune = tune_data(profile_name)
+    if not any((rank, prompt, seeds, tune)):
         return None
     groups = seed_groups(seeds)
     if groups:
@@ -761,7 +887,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
     out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
            "rank": None, "prompt": None, "init": None, "full": None, "seeds": None, "geometry": None,
-           "methods": None, "prompt_text": [],
+           "methods": None, "prompt_text": [], "tune": tune,
            "devices": devices_sentence(rank + prompt + init + full + seeds)}
 
     def table(rows, first, name=lambda r: r["run"][1:]):
@@ -831,6 +957,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
 
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "report.typ"
+PLACEHOLDER_AUTHOR = "Student name"  # report/settings.toml as committed: the student fills it in
 
 
 def _num(value: float, digits: int = 3) -> str:
@@ -856,7 +983,7 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
             "label": LABELS[method], "eval_loss": _num(m["eval_loss"]), "test_loss": _num(m["test_loss"]),
             **{key: _interval(m["rouge"][key]) for key in ROUGE_NAMES},
             "rouge1_mean": _num(m["rouge"]["rouge1"]["mean"]), "params": f"{m['trainable_params']:,}",
-            "percent": f"{m['trainable_percent']:.3g}", "train_time": f"{m.get('train_time_s') or 0:,.0f}",
+            "percent": _percent_of(m["trainable_params"], base_params(results)), "train_time": f"{m.get('train_time_s') or 0:,.0f}",
             "tok_s": f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-",
             "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
             "start_loss": _num(h.eval_loss.iloc[0]) if h is not None else _num(m["eval_loss"]),
@@ -1028,6 +1155,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "author": settings.get("author", ""), "course": settings.get("course", ""),
         "date": settings.get("date") or datetime.date.today().isoformat(),
         "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
+        "base_params": f"{base_params(results):,}",
         "setup": setup_rows(config), "rouge": _table(rouge), "cost": _table(cost),
         "figures": {"loss": "/" + str(figures / "loss_curves.png"), "rouge": "/" + str(figures / "rouge.png")},
         "discussion": discussion(results), "conclusion": conclusion(results),
@@ -1081,6 +1209,9 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
     figures, report = output_dirs(profile_name)
     settings_path = settings_path or TEMPLATE.parent / "settings.toml"
     settings = tomllib.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
+    if settings.get("author", "").strip() in ("", PLACEHOLDER_AUTHOR):
+        print(f"note: {settings_path} does not name the author yet (author = {settings.get('author', '')!r}); "
+              "put your name there and run make report again.")
     report.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     project = Path.cwd().resolve()

@@ -86,6 +86,9 @@ def unfinished_reason(folder: Path, method: str, settings_hash: str,
     ``files``: the files that must be there unchanged (default: every file of the method's unit).
     """
     folder = Path(folder)
+    recovered = recover_unit(folder)
+    if recovered:
+        print(recovered)
     record_path = folder / COMPLETE
     if not record_path.exists():
         return (f"{record_path} is missing (a fresh clone, or a run that did not finish)" if folder.exists()
@@ -105,6 +108,52 @@ def unfinished_reason(folder: Path, method: str, settings_hash: str,
     return None
 
 
+def recover_unit(folder: Path) -> str | None:
+    """After a kill between the two renames of ``write_unit`` (the old folder moved aside, the new one not yet in
+    place): finish the swap when the new folder is whole (its completion record is written last), else put the old
+    one back. Returns what was done, or None when nothing needed doing."""
+    folder = Path(folder)
+    if folder.exists() or not folder.parent.exists():
+        return None
+    old = folder.parent / f".{folder.name}.old"
+    whole = sorted((t for t in folder.parent.glob(f".{folder.name}.*.tmp") if (t / COMPLETE).is_file()),
+                   key=lambda t: t.stat().st_mtime)
+    if whole:
+        whole[-1].rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return f"{folder}: finished replacing it with the new result (the last run stopped between two renames)"
+    if old.exists():
+        old.rename(folder)
+        return f"{folder}: put the previous result back (the last run stopped while replacing it)"
+    return None
+
+
+def finished_with_other_settings(folder: Path, method: str, settings_hash: str) -> bool:
+    """Whether ``folder`` holds a whole finished result (every file as its completion record says) made with settings
+    other than ``settings_hash``: a result a new run must not silently replace."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if record.get("hash") == settings_hash:
+        return False
+    return all((folder / name).is_file() and record.get("files", {}).get(name) == file_sha256(folder / name)
+               for name in unit_files(method))
+
+
+def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs between two nested dicts (e.g. two config.json profiles)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_difference(a, b, f"{prefix}{key}.")
+        elif a != b and not (isinstance(a, list) and isinstance(b, tuple) and tuple(a) == b):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def write_unit(folder: Path, settings_hash: str, write) -> Path:
     """Build a results folder as one unit: ``write(tmp)`` fills a temporary folder, then it replaces ``folder``.
 
@@ -114,6 +163,7 @@ def write_unit(folder: Path, settings_hash: str, write) -> Path:
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_unit(folder)  # never delete a moved-aside result below without putting it back first
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     old = folder.parent / f".{folder.name}.old"
     try:

@@ -50,7 +50,7 @@ import torch
 from .config import FAMILIES, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, get_profile, method_settings
 from .evaluation import generate_summaries, rouge_summary
 from .experiment import (
-    Setup, build_model, config_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
+    Setup, build_model, config_hash, data_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
 )
 from .methods import AdapterError, parameter_report
 from .results import (
@@ -92,6 +92,8 @@ def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str
     if sweep == "tune":
         return tune_plan(profile, root)
     plan = {"zero_shot": ("zero_shot", profile)}
+    if MODEL_TABLE[profile.model].chat:  # an instruction model, prompted as it was trained to be: its chat template
+        plan["zero_shot_chat"] = ("zero_shot", profile.replace(prompt_format="chat"))
     for seed in SEEDS:
         plan.update({f"{method}-s{seed}": (method, profile.replace(seed=seed)) for method in TRAINED})
     lr = chosen_full_ft_lr(profile, root)
@@ -315,7 +317,8 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
         visited.add(name)
         started = time.perf_counter()
         print(f"[{sweep} {i}/{len(plan)}] {name}: {method}, {describe(variant, method)}", flush=True)
-        trial = dataclasses.replace(setup, profile=variant)
+        same_data = data_hash(variant) == data_hash(setup.profile)
+        trial = dataclasses.replace(setup, profile=variant) if same_data else prepare(variant)  # e.g. the chat format
         try:
             done = run_one(trial, sweep, name, method, root, checkpoints)
         except (ResultsError, AdapterError) as err:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .progress import progress
 from .data import TrainCollator
 from .methods import (
@@ -249,6 +249,9 @@ def pick_precision(precision: str) -> str:
     """accelerate's mixed_precision for a setting: auto -> bf16 (or fp16) on GPU, no on CPU."""
     if precision == "fp32":
         return "no"
+    if precision == "fp16" and not torch.cuda.is_available():  # accelerate would train in fp32 and say nothing
+        raise ConfigError("precision='fp16' needs a GPU; on a CPU choose 'fp32', or 'bf16' on a CPU with "
+                          "AVX512-BF16 or AMX.")
     if precision != "auto":
         return precision
     if torch.cuda.is_available():

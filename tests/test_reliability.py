@@ -1,0 +1,85 @@
+"""A student's experiment never replaces a finished result made with other settings, and the edges where data could
+be lost or silently wrong: a renamed profile, a kill between two renames, fp16 on a CPU, merged overrides."""
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import make_gpt2
+from peft_helpers import ConfigError, ResultsError, build_model, get_profile, prepare, run_method
+from peft_helpers.methods import prepare_last_layer
+from peft_helpers.results import atomic_write_json, recover_unit, unfinished_reason, write_unit
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return prepare(get_profile("smoke"))
+
+
+def test_a_run_with_other_settings_does_not_replace_a_finished_result(setup, tmp_path):
+    run_method(setup, "last_layer", build_model(setup, "last_layer"), root=tmp_path, checkpoints=tmp_path / "ck")
+    folder = tmp_path / "smoke" / "last_layer"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    other = dataclasses.replace(setup, profile=setup.profile.replace(last_layer=dict(lr=2e-3)))
+    with pytest.raises(ResultsError, match=r"other settings \(last_layer\.lr: 0\.001 -> 0\.002\).*retrain=True"):
+        run_method(other, "last_layer", build_model(other, "last_layer"), root=tmp_path, checkpoints=tmp_path / "ck")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    result = run_method(other, "last_layer", build_model(other, "last_layer"), retrain=True, root=tmp_path,
+                        checkpoints=tmp_path / "ck")  # asked for: replaced
+    assert result["config"]["profile"]["last_layer"]["lr"] == 2e-3
+    assert json.loads((folder / "config.json").read_text())["profile"]["last_layer"]["lr"] == 2e-3
+
+
+def test_a_profile_cannot_be_renamed_by_an_override(monkeypatch):
+    monkeypatch.setenv("PEFT_OVERRIDES", '{"name": "smollm2-aclsum"}')
+    with pytest.raises(ConfigError, match="name cannot be overridden.*PEFT_PROFILE=smollm2-aclsum"):
+        get_profile("smoke")
+
+
+def test_overrides_from_the_environment_and_the_call_merge_field_by_field(monkeypatch):
+    monkeypatch.setenv("PEFT_OVERRIDES", '{"lora": {"r": 16}, "n_train": 12}')
+    profile = get_profile("smoke", lora=dict(lr=0.01))
+    assert (profile.lora.r, profile.lora.lr, profile.n_train) == (16, 0.01, 12)
+    assert get_profile("smoke", lora=dict(r=2)).lora.r == 2  # the call wins where both set a field
+
+
+def _unit(folder, text):
+    def write(tmp):
+        atomic_write_json({"text": text}, tmp / "metrics.json")
+    return write_unit(folder, "h", write)
+
+
+def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
+    folder = tmp_path / "smoke" / "lora"
+    _unit(folder, "old")
+    # killed after the old folder was moved aside and before the new one was whole: the old one comes back
+    folder.rename(folder.parent / ".lora.old")
+    (folder.parent / ".lora.x1.tmp").mkdir()
+    assert "put the previous result back" in recover_unit(folder)
+    assert json.loads((folder / "metrics.json").read_text())["text"] == "old"
+    # killed after the new folder was whole (its completion record is written last): the swap is finished
+    _unit(tmp_path / "new", "new")
+    folder.rename(folder.parent / ".lora.old")
+    (tmp_path / "new").rename(folder.parent / ".lora.x2.tmp")
+    unfinished_reason(folder, "zero_shot", "h")  # every reader of a unit recovers it first
+    assert json.loads((folder / "metrics.json").read_text())["text"] == "new"
+    assert not (folder.parent / ".lora.old").exists()
+    # and a new write never deletes a moved-aside result it has not put back
+    folder.rename(folder.parent / ".lora.old")
+    _unit(folder, "newer")
+    assert json.loads((folder / "metrics.json").read_text())["text"] == "newer"
+
+
+def test_fp16_on_a_cpu_is_refused_rather_than_trained_in_fp32_and_recorded_as_fp16(setup, monkeypatch):
+    import peft_helpers.training as training
+
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="fp16' needs a GPU"):
+        training.pick_precision("fp16")
+    assert training.pick_precision("fp32") == "no"
+
+
+def test_a_bool_is_not_a_block_count():
+    with pytest.raises(ConfigError, match="n_blocks must be an integer"):
+        prepare_last_layer(make_gpt2(), True)

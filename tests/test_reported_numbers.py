@@ -1,0 +1,111 @@
+"""The numbers a reader takes from the report, each pinned by a case that fails if it goes wrong: gradient clipping
+and weight decay reach the optimizer step, generation stops at the end token, the evaluation loss weights every token
+alike, and the paired gap pairs the same documents (interval levels: test_statistics.py)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import peft_helpers.training as training
+from peft_helpers import build_model, get_profile, prepare
+from peft_helpers.config import GenerationConfig, TrainConfig
+from peft_helpers.data import TrainCollator
+from peft_helpers.evaluation import generate_summaries
+from peft_helpers.methods import language_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return prepare(get_profile("smoke"))
+
+
+class RecordingAdamW(torch.optim.AdamW):
+    """AdamW that records, at every step, the gradient norm it is given and its weight decay."""
+
+    seen: list[tuple[float, float]] = []
+
+    def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        RecordingAdamW.seen.append((norm, self.param_groups[0]["weight_decay"]))
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("method", ["lora", "last_layer"])  # the plain step and the cached-features step
+def test_every_update_sees_gradients_clipped_to_max_grad_norm_and_the_weight_decay(setup, monkeypatch, method):
+    monkeypatch.setattr(training.torch.optim, "AdamW", RecordingAdamW)
+    norms = {}
+    for clip in (1e6, 1e-3):
+        RecordingAdamW.seen = []
+        config = TrainConfig(batch_size=4, epochs=1, evals_per_epoch=1, max_grad_norm=clip, weight_decay=0.1)
+        training.train(build_model(setup, method), setup.splits, setup.pad_id, config, lr=1e-2, seed=0)
+        assert len(RecordingAdamW.seen) == 4 and {decay for _, decay in RecordingAdamW.seen} == {0.1}
+        norms[clip] = [norm for norm, _ in RecordingAdamW.seen]
+    assert min(norms[1e6]) > 1e-2  # unclipped, these gradients are far larger than the bound below
+    assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-4)
+
+
+def test_the_evaluation_loss_weights_every_summary_token_alike(setup):
+    """Rows of unequal summary length: the loss is the token-weighted mean over the split, whatever the batch size."""
+    model = build_model(setup, "zero_shot")
+    # summaries cut to 3, 6, 9, ... tokens
+    rows = setup.splits["validation"].map(lambda r, i: {"target_ids": r["target_ids"][:3 + 3 * i]}, with_indices=True)
+    lengths = [len(r["target_ids"]) for r in rows]
+    assert len(set(lengths)) > 1  # the case where a mean of batch means would differ
+    batch = TrainCollator(setup.pad_id)([rows[i] for i in range(len(rows))])
+    with torch.no_grad():
+        logits = language_model(model)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    direct = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                             reduction="sum") / (targets != -100).sum()
+    for batch_size in (1, 3, len(rows)):
+        got = training.evaluate_loss(model, rows, setup.pad_id, batch_size=batch_size, show=False)
+        assert got == pytest.approx(direct.item(), rel=1e-5)
+    per_row = [training.evaluate_loss(model, rows.select([i]), setup.pad_id, show=False) for i in range(len(rows))]
+    assert abs(sum(per_row) / len(per_row) - direct.item()) > 1e-4  # the unweighted mean is another number
+
+
+def test_generation_stops_at_the_end_token_and_scores_only_what_came_before(setup):
+    """A scripted decoder: row 0 ends after two tokens and then emits garbage, row 1 never ends."""
+    model = build_model(setup, "zero_shot")
+    tokenizer, eos = setup.tokenizer, setup.tokenizer.eos_token_id
+    words = tokenizer(" alpha beta gamma delta epsilon", add_special_tokens=False)["input_ids"][:5]
+    settings = GenerationConfig(max_new_tokens=5, batch_size=2)
+    rows = setup.splits["test"].select([0, 1])
+
+    def scripted(**kwargs):
+        n = kwargs["inputs_embeds"].shape[0]
+        ended = words[:2] + [eos] + words[2:4]  # garbage after the end token, as a sampler or a bad pad could leave
+        return torch.tensor([ended] + [words] * (n - 1))
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(language_model(model), "generate", scripted)
+    try:
+        out = generate_summaries(model, tokenizer, rows, settings)
+    finally:
+        monkeypatch.undo()
+    by_length = sorted(range(2), key=lambda i: len(rows[i]["prompt_ids"]))  # generation runs the shorter prompt first
+    first, second = out[by_length[0]], out[by_length[1]]
+    assert first["new_tokens"] == 2 and not first["hit_cap"]
+    assert first["prediction"] == tokenizer.decode(words[:2]).strip()
+    assert second["new_tokens"] == 5 and second["hit_cap"]
+    assert second["prediction"] == tokenizer.decode(words).strip()
+
+
+def test_the_paired_gap_compares_each_document_with_itself():
+    """Method A recalls one more reference word than B on every document; documents differ widely in difficulty."""
+    from peft_helpers.report import paired_gap
+
+    vocab = [f"w{i}" for i in range(400)]
+    a, b = [], []
+    for i in range(60):
+        reference = vocab[i * 5: i * 5 + 20]
+        known = 2 + (i * 7) % 15  # how many reference words B recalls: 2..16
+        filler = [f"z{i}q{j}" for j in range(20)]  # one token each for rouge_score, in no reference
+        b.append({"id": str(i), "reference": " ".join(reference), "prediction": " ".join(reference[:known] + filler[known:])})
+        a.append({"id": str(i), "reference": " ".join(reference),
+                  "prediction": " ".join(reference[:known + 1] + filler[known + 1:])})
+    gap, low, high = paired_gap(a, b)
+    assert gap == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
+    with pytest.raises(Exception, match="different test rows"):
+        paired_gap(a, b[::-1])
