@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: setup run report test unit bench sweep clean
+.PHONY: setup run report test unit bench sweep summarize html clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,16 @@ bench: setup
 SWEEP ?= lora_rank prompt_length prompt_init full_ft seeds
 sweep: setup
 	$(PY) -m peft_helpers.sweep --profile smollm2-aclsum --sweep $(SWEEP)
+
+# The trained methods on your own text, without training: make summarize FILE=path/to/text.txt
+summarize: setup
+	@test -n "$(FILE)" || { echo "usage: make summarize FILE=path/to/text.txt"; exit 2; }
+	$(PY) -m peft_helpers.summarize "$(FILE)"
+
+# The five executed notebooks as HTML in html/ (not committed), to read without Jupyter.
+html: setup
+	mkdir -p html
+	$(PY) -m jupyter nbconvert --to html --output-dir html notebooks/*.ipynb
 
 unit: setup
 	$(PY) -m pytest tests

@@ -22,7 +22,8 @@ from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
 from .methods import (
     AdapterError, add_lora, add_soft_prompt, load_lora_adapter, load_trainable_state, load_weights,
-    parameter_report, prepare_full_fine_tuning, prepare_last_layer, save_lora_adapter, save_weights, trainable_state,
+    parameter_report, prepare_full_fine_tuning, prepare_last_layer, save_lora_adapter, save_prompt_adapter,
+    save_weights, trainable_state,
 )
 from .results import (
     ResultsError, adapter_path, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
@@ -110,12 +111,20 @@ def train_config(profile: Profile, method: str) -> TrainConfig:
 
 def build_model(setup: Setup, method: str) -> nn.Module:
     """A freshly loaded base model with ``method`` applied (frozen, trainable parts marked)."""
-    profile, settings = setup.profile, method_settings(setup.profile, method)
-    model = load_model(profile, setup.tokenizer)
+    model = apply_method(load_model(setup.profile, setup.tokenizer), setup.profile, setup.tokenizer, method)
+    model = model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
+    setattr(model, _INITIAL, trainable_state(model))
+    return model
+
+
+def apply_method(model: nn.Module, profile: Profile, tokenizer, method: str) -> nn.Module:
+    """``method`` applied to a loaded base ``model`` with the profile's settings: frozen, trainable parts marked.
+    Returns the model to use (prompt tuning wraps it)."""
+    settings = method_settings(profile, method)
     check_context(profile, model.config, settings.n_tokens if method == "prompt_tuning" else 0)
     torch.manual_seed(profile.seed)  # LoRA's A and a sampled prompt are the same in every run
     if method == "prompt_tuning":
-        model = add_soft_prompt(model, setup.tokenizer, settings.n_tokens, settings.init_text, profile.seed,
+        model = add_soft_prompt(model, tokenizer, settings.n_tokens, settings.init_text, profile.seed,
                                 settings.uniform_init)
     elif method == "last_blocks" and settings.embeddings:
         prepare_full_fine_tuning(model, settings.n_blocks)
@@ -126,8 +135,6 @@ def build_model(setup: Setup, method: str) -> nn.Module:
     else:
         for p in model.parameters():
             p.requires_grad_(False)
-    model = model.to(device()).eval()  # wrappers are created in training mode; dropout off until train()
-    setattr(model, _INITIAL, trainable_state(model))
     return model
 
 
@@ -321,6 +328,9 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
             save_lora_adapter(model, adapter_path(tmp, method), profile.lora, MODEL_TABLE[profile.model].source)
         elif kind == "tensors":
             save_weights(model, adapter_path(tmp, method))
+        if method == "prompt_tuning":  # the soft prompt also as a peft adapter, for PeftModel.from_pretrained
+            save_prompt_adapter(model, tmp / "adapter" / "peft", MODEL_TABLE[profile.model].source,
+                                profile.prompt_tuning.init_text)
         atomic_write_json(config, tmp / "config.json")
         if history is not None:
             atomic_write_csv(history, tmp / "history.csv")

@@ -96,6 +96,28 @@ class SoftPromptModel(nn.Module):
         return inputs_embeds, attention_mask, labels
 
 
+def save_prompt_adapter(model: nn.Module, folder: str | Path, base_name: str, init_text: str | None = None) -> Path:
+    """The soft prompt in ``peft``'s prompt-tuning format (``adapter_config.json`` with ``PROMPT_TUNING`` +
+    ``adapter_model.safetensors`` holding ``prompt_embeddings`` (n, d)), loadable with ``PeftModel.from_pretrained``."""
+    if not isinstance(model, SoftPromptModel):
+        raise AdapterError("this model has no soft prompt to save.")
+    config = model.config
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    adapter_config = {
+        "peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_name,
+        "num_virtual_tokens": model.n_tokens, "token_dim": model.prompt.shape[1], "num_transformer_submodules": 1,
+        "num_attention_heads": config.num_attention_heads, "num_layers": config.num_hidden_layers,
+        # RANDOM: with TEXT, peft would fetch the tokenizer to initialise a prompt that loading then overwrites
+        "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": init_text, "tokenizer_name_or_path": None,
+        "inference_mode": True,
+    }
+    atomic_write_safetensors({"prompt_embeddings": model.prompt.detach().float().cpu().contiguous()},
+                             folder / "adapter_model.safetensors")
+    atomic_write_json(adapter_config, folder / "adapter_config.json")
+    return folder
+
+
 def language_model(model: nn.Module) -> nn.Module:
     """The Hugging Face causal LM inside ``model`` (itself, or inside a soft-prompt wrapper)."""
     return model.model if isinstance(model, SoftPromptModel) else model

@@ -887,7 +887,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
     out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
            "rank": None, "prompt": None, "init": None, "full": None, "seeds": None, "geometry": None,
-           "methods": None, "prompt_text": [], "tune": tune,
+           "methods": None, "prompt_text": [], "tune": tune, "geometry_norms": None,
            "devices": devices_sentence(rank + prompt + init + full + seeds)}
 
     def table(rows, first, name=lambda r: r["run"][1:]):
@@ -951,6 +951,14 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                              "‖W‖": f"{a['weight_norm']:.1f}", "along ΔW": f"{a['along_delta']:.3f}",
                              "along W's top": f"{a['along_weight']:.3f}", "along random": f"{a['along_random']:.3f}",
                              "factor": f"{a['factor']:.2f}"})
+        norms = {name: [e[f"amplification_{name}"]["delta_norm"] for e in geometry["matrices"].values()]
+                 for name in (geometry["small"], geometry["large"])}
+        shrinks = all(big < small for small, big in zip(norms[geometry["small"]], norms[geometry["large"]]))
+        out["geometry_norms"] = (
+            f"our own ‖ΔW‖ {'shrinks' if shrinks else 'does not shrink'} from r = {geometry['small'][1:]} to "
+            f"r = {geometry['large'][1:]}: " + ", ".join(
+                f"{kind} {a:.2f} -> {b:.2f}" for kind, a, b in zip(sorted(geometry["matrices"]),
+                                                                    norms[geometry["small"]], norms[geometry["large"]])))
         out["geometry"] = {**_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
                            "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
     return out

@@ -56,6 +56,22 @@ def _client_class():
     return StreamingClient
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_widgets(notebook) -> None:
+    """Drop the progress bars' widget state and views: a saved notebook keeps their text form only (the widget state
+    of every bar ever drawn is most of a notebook's size, and no viewer can render it without the kernel)."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data and WIDGET_VIEW in data:
+                data.pop(WIDGET_VIEW)
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data" or o.get("data")]
+
+
 def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
     """Execute one notebook with its folder as the working directory; save it to ``target`` if it ran through.
 
@@ -84,6 +100,7 @@ def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
         raise
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
+    strip_widgets(notebook)
     nbformat.write(notebook, tmp)
     tmp.replace(target)
     return time.perf_counter() - started

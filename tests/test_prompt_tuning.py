@@ -123,3 +123,24 @@ def test_uniform_initialisation_draws_from_minus_half_to_half_and_follows_the_se
     assert a.shape == (30, model.config.n_embd) and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= -0.5 and a.max() <= 0.5 and a.std() == pytest.approx(1 / 12 ** 0.5, rel=0.1)
     assert not any(torch.equal(row, w) for row in a[:3] for w in model.transformer.wte.weight[:5000])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_saved_soft_prompt_loads_in_peft_and_gives_our_logits(family, tmp_path):
+    from peft import PeftModel
+
+    from peft_helpers.methods import save_prompt_adapter
+
+    maker = {"gpt2": make_gpt2, "llama": make_llama}[family]
+    ours = wrap(maker(), n=5)
+    with torch.no_grad():
+        ours.prompt.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))  # as if trained: not the init
+    folder = save_prompt_adapter(ours, tmp_path / "peft", "tiny", init_text="Summarize:")
+    theirs = PeftModel.from_pretrained(maker(), folder)
+    assert theirs.peft_config["default"].peft_type == "PROMPT_TUNING"
+    batch = toy_batch()
+    mine = model_logits(ours, batch["input_ids"], batch["attention_mask"])
+    peft_logits = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 5:]
+    torch.testing.assert_close(mine, peft_logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="soft prompt"):
+        save_prompt_adapter(maker(), tmp_path / "none", "tiny")

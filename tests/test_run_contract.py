@@ -51,14 +51,17 @@ def test_a_kill_while_results_are_written_leaves_the_old_unit_and_no_false_reuse
         raise KeyboardInterrupt("simulated kill after config.json, before predictions and metrics")
 
     monkeypatch.setattr("peft_helpers.experiment.atomic_write_jsonl", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_method(short, "zero_shot", build_model(short, "zero_shot"), root=tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # asked to replace the finished result, and killed while writing
+        run_method(short, "zero_shot", build_model(short, "zero_shot"), root=tmp_path, retrain=True)
     monkeypatch.undo()
     assert snapshot(folder) == before  # nothing of the killed run landed
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
     assert unfinished_reason(folder, "zero_shot", config_hash(short.profile, "zero_shot")) == \
         "the settings changed since those results were made"
-    again = run_method(short, "zero_shot", build_model(short, "zero_shot"), root=tmp_path)
+    with pytest.raises(ResultsError, match="other settings"):  # a finished result is replaced only when asked
+        run_method(short, "zero_shot", build_model(short, "zero_shot"), root=tmp_path)
+    assert snapshot(folder) == before
+    again = run_method(short, "zero_shot", build_model(short, "zero_shot"), root=tmp_path, retrain=True)
     assert again["metrics"]["mean_new_tokens"] <= 3 < first["metrics"]["mean_new_tokens"]
     assert load_results("smoke", "zero_shot", tmp_path)["metrics"] == json.loads(json.dumps(again["metrics"]))
 
