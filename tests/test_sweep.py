@@ -260,12 +260,15 @@ def test_the_prompt_sentences_follow_the_numbers():
         return {"run": f"n{n}", "trainable_params": 10 * n, "val_loss": loss, "val_rouge1": r1,
                 "val_rouge1_low": r1 - 0.02, "val_rouge1_high": r1 + 0.02}
 
-    flat = [row(1, 3.1, 0.36), row(20, 2.86, 0.43), row(100, 2.85, 0.44)]
-    text = prompt_sentences(flat, [])[0]
-    assert "shortest prompt within 0.02 of the lowest is n = 20" in text and "flatten past about 20 tokens, as" in text
-    steep = [row(1, 3.1, 0.36), row(20, 2.86, 0.40), row(100, 2.70, 0.47)]
-    text = prompt_sentences(steep, [])[0]
-    assert "n = 100" in text and "moves with it" in text and "flatten" not in text
+    lengths = [row(1, 3.1, 0.36), row(20, 2.86, 0.43), row(50, 2.83, 0.43), row(100, 2.823, 0.44)]
+    tie = {"mean": 0.009, "low": -0.01, "high": 0.027}
+    text = prompt_sentences(lengths, [], tie, drift=0.013)[0]
+    assert "shortest prompt within 0.02 of the lowest is n = 50" in text
+    assert "(+0.007 from n = 50 to 100, inside the run-to-run drift of identical settings, 0.013)" in text
+    assert "+0.009 [-0.010, +0.027], a tie" in text
+    lead = {"mean": 0.05, "low": 0.02, "high": 0.08}
+    text = prompt_sentences(lengths, [], lead, drift=0.001)[0]
+    assert "the longer prompt ahead" in text and "a tie" not in text and "drift" not in text
     init = [{**row(20, 2.86, 0.43), "init": "text"}, {**row(20, 2.87, 0.43), "init": "vocab"},
             {**row(20, 2.95, 0.42), "init": "uniform"}]
     assert "still matters" in prompt_sentences([], init)[0]
