@@ -9,6 +9,7 @@ template ``report/report.typ`` lays out the document and the theory answers
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -374,7 +375,7 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
     ``methods`` rows carry a mean ``val_loss``/``val_rouge1`` and, from the seeds sweep, the lowest and highest value
     over the seeds (``<key>_min``/``<key>_max``), drawn as a bar.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8))  # printed at the page's width: text near 8 pt
     for ax, key in zip(axes, ("val_loss", "val_rouge1")):
         for rows, method, mark in ((rank, "lora", "o-"), (prompt, "prompt_tuning", "^-")):
             if not rows:
@@ -382,10 +383,10 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
             xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
             label = "LoRA on q, v, by rank r" if method == "lora" else "prompt tuning, by length n"
             ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.6, label=label)
-            below = -11 if method == "prompt_tuning" else 6  # r = 1 and n = 100 share an x (57,600 parameters)
+            # r = 1 and n = 100 share an x (57,600 parameters): LoRA's labels go above left, the prompt's below right
+            offset, align = ((-4, 5), "right") if method == "lora" else ((4, -11), "left")
             for r, x, y in zip(rows, xs, ys):
-                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=(0, below), ha="center",
-                            fontsize=7)
+                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8)
         for r in methods:
             if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
                 continue
@@ -418,7 +419,8 @@ def plot_subspace(geometry: dict, path: Path):
     for ax, kind in zip(axes[0], kinds):
         entry = geometry["matrices"][kind]
         phi = entry["phi_mean"]
-        image = ax.imshow(phi, aspect="auto", vmin=0, vmax=1, cmap="viridis", origin="lower",
+        # the colour scale ends at the largest value, not at 1: most of phi lies between 0.1 and 0.6
+        image = ax.imshow(phi, aspect="auto", vmin=0, vmax=max(max(row) for row in phi), cmap="viridis", origin="lower",
                           extent=(0.5, len(phi[0]) + 0.5, 0.5, len(phi) + 0.5))
         ax.set(title=f"{kind}: phi(i, j), mean over {entry['layers']} layers", xlabel=f"j (top directions of {geometry['large']})",
                ylabel=f"i ({geometry['small']})")
@@ -1022,10 +1024,19 @@ def _prompt_length_pair(profile_name: str, prompt: list[dict]) -> dict | None:
 def _drift(profile_name: str, seeds: list[dict]) -> float | None:
     """How far identical settings and seed land apart in validation loss: the notebooks' prompt tuning, its seeds
     run 0, and the search's run of the same settings (they differ in the order of floating-point sums)."""
+    from .config import Profile
+
     values = [r["val_loss"] for r in seeds if r["run"] == "prompt_tuning-s0"]
     try:
-        values.append(read_json(profile_dir(profile_name) / "prompt_tuning" / "metrics.json")["eval_loss"])
-    except ResultsError:
+        folder = profile_dir(profile_name) / "prompt_tuning"
+        values.append(read_json(folder / "metrics.json")["eval_loss"])
+        pt = Profile(**read_json(folder / "config.json")["profile"]).prompt_tuning
+        same = f"n_tokens={pt.n_tokens}, lr={pt.lr:g}" + (f", epochs={pt.epochs}" if pt.epochs else "")
+        search = profile_dir(profile_name) / "search.json"  # the search's run of the same settings (older code)
+        if search.exists():
+            values += [r["best val loss"] for r in read_json(search)["rows"]
+                       if r["method"] == "prompt_tuning" and r["settings"] == same]
+    except (ResultsError, KeyError, TypeError, ValueError):
         pass
     return max(values) - min(values) if len(values) > 1 else None
 
@@ -1132,7 +1143,20 @@ DATA_NAMES = {"aclsum": "ACLSum (abstracts of ACL papers; the summary is the pap
               "cnn_dailymail": "CNN/DailyMail 3.0.0 (news articles and their highlights)"}
 
 
-def example_documents(results: dict[str, dict], words: int = 42) -> dict:
+def _source_documents(results: dict[str, dict]) -> dict:
+    """Test document id -> the document's text, from the data the run read (empty where it cannot be read here)."""
+    from .config import Profile
+    from .data import source_rows
+
+    try:
+        profile = Profile(**next(iter(results.values()))["config"]["profile"])
+        rows, _ = source_rows(profile)
+        return {r["id"]: r["document"] for r in rows.get("test", [])}
+    except Exception:  # the hub or a local copy missing here: the examples show no document, nothing else changes
+        return {}
+
+
+def example_documents(results: dict[str, dict], words: int = 90) -> dict:
     """Three test documents by a stated rule: best, median and worst ROUGE-1 of the best method."""
     from .evaluation import rouge_per_example
 
@@ -1142,15 +1166,16 @@ def example_documents(results: dict[str, dict], words: int = 42) -> dict:
     scores = rouge_per_example([p["prediction"] for p in preds], [p["reference"] for p in preds])["rouge1"]
     order = sorted(range(len(preds)), key=lambda i: (scores[i], preds[i]["id"]))
     picks = {"highest": order[-1], "median": order[len(order) // 2], "lowest": order[0]}
-    docs = []
+    documents, docs = _source_documents(results), []
     for which, i in picks.items():
         outputs = [[LABELS[m], _trim(results[m]["predictions"][i]["prediction"], words)] for m in results
                    if results[m]["predictions"][i]["id"] == preds[i]["id"]]
         docs.append({"id": preds[i]["id"], "which": which, "score": _num(scores[i]),
+                     "document": _trim(documents.get(preds[i]["id"], ""), words) if documents else "",
                      "reference": _trim(preds[i]["reference"], words), "outputs": outputs})
     rule = (f"The test documents with the highest, the median and the lowest ROUGE-1 of {LABELS[best]} (the method "
-            f"with the highest mean ROUGE-1), each with its reference and every method's summary; texts longer than "
-            f"{words} words are cut at a sentence end where possible, marked [...].")
+            f"with the highest mean ROUGE-1), each with its source text, its reference and every method's summary; "
+            f"texts longer than {words} words are cut at a sentence end where possible, marked [...].")
     return {"rule": rule, "docs": docs}
 
 
@@ -1265,6 +1290,20 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
     return data
 
 
+_HYPHEN_MINUS = re.compile(r"(?<![\w\-.])-(?=\d)")  # "-0.003", "[-0.016": a minus; "1e-05", "2026-12-02": not
+
+
+def typeset_minus(value):
+    """Every string of the report's data with a true minus sign (U+2212) before negative numbers."""
+    if isinstance(value, str):
+        return _HYPHEN_MINUS.sub("\u2212", value)
+    if isinstance(value, list):
+        return [typeset_minus(v) for v in value]
+    if isinstance(value, dict):
+        return {k: typeset_minus(v) for k, v in value.items()}
+    return value
+
+
 def build_report(profile_name: str, root="results", settings_path: Path | None = None) -> Path:
     """Write report.pdf (and the figures it shows) from ``results/`` alone, through the Typst template.
 
@@ -1294,7 +1333,7 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
         tmp_figures = Path(tmp).resolve().relative_to(project) / "figures"
         tmp_figures.mkdir()
         data = report_data(profile_name, results, tmp_figures, settings)
-        (Path(tmp) / "data.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+        (Path(tmp) / "data.json").write_text(json.dumps(typeset_minus(data), indent=1), encoding="utf-8")
         template = Path(tmp) / "report.typ"
         for name in ("report.typ", "theory.typ", "refs.yml"):
             shutil.copy(TEMPLATE.parent / name, Path(tmp) / name)
