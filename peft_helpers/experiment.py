@@ -16,17 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
+from .config import MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
-from .methods import (
-    AdapterError, add_lora, add_soft_prompt, load_lora_adapter, load_trainable_state, load_weights,
-    parameter_report, prepare_full_fine_tuning, prepare_last_layer, save_lora_adapter, save_prompt_adapter,
-    save_weights, trainable_state,
-)
+from .methods import AdapterError, load_trainable_state, method_object, parameter_report, trainable_state
 from .results import (
-    ResultsError, adapter_path, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
+    ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
     finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason, write_unit,
 )
 from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
@@ -120,22 +116,10 @@ def build_model(setup: Setup, method: str) -> nn.Module:
 def apply_method(model: nn.Module, profile: Profile, tokenizer, method: str) -> nn.Module:
     """``method`` applied to a loaded base ``model`` with the profile's settings: frozen, trainable parts marked.
     Returns the model to use (prompt tuning wraps it)."""
-    settings = method_settings(profile, method)
-    check_context(profile, model.config, settings.n_tokens if method == "prompt_tuning" else 0)
+    settings, behaviour = method_settings(profile, method), method_object(method)
+    check_context(profile, model.config, behaviour.virtual_tokens(settings))
     torch.manual_seed(profile.seed)  # LoRA's A and a sampled prompt are the same in every run
-    if method == "prompt_tuning":
-        model = add_soft_prompt(model, tokenizer, settings.n_tokens, settings.init_text, profile.seed,
-                                settings.uniform_init)
-    elif method == "last_blocks" and settings.embeddings:
-        prepare_full_fine_tuning(model, settings.n_blocks)
-    elif method in ("last_layer", "last_blocks"):
-        prepare_last_layer(model, settings.n_blocks)
-    elif method == "lora":
-        add_lora(model, settings)
-    else:
-        for p in model.parameters():
-            p.requires_grad_(False)
-    return model
+    return behaviour.apply(model, settings, tokenizer, profile.seed)
 
 
 def _digest(payload) -> str:
@@ -201,11 +185,8 @@ def environment() -> dict:
 
 
 def load_trained(model: nn.Module, folder: Path, method: str) -> None:
-    kind = METHOD_TABLE[method].weights
-    if kind == "adapter":
-        load_lora_adapter(model, adapter_path(folder, method))
-    elif kind == "tensors":
-        load_weights(model, adapter_path(folder, method))
+    """The trained weights of a finished result in ``folder`` loaded into ``model`` (built for ``method``)."""
+    method_object(method).load(model, folder)
 
 
 def restore_initial(model: nn.Module) -> None:
@@ -323,14 +304,7 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
     """Write the results folder as one unit (weights, config, history, predictions, metrics, completion record)."""
 
     def write(tmp: Path) -> None:
-        kind = METHOD_TABLE[method].weights
-        if kind == "adapter":
-            save_lora_adapter(model, adapter_path(tmp, method), profile.lora, MODEL_TABLE[profile.model].source)
-        elif kind == "tensors":
-            save_weights(model, adapter_path(tmp, method))
-        if method == "prompt_tuning":  # the soft prompt also as a peft adapter, for PeftModel.from_pretrained
-            save_prompt_adapter(model, tmp / "adapter" / "peft", MODEL_TABLE[profile.model].source,
-                                profile.prompt_tuning.init_text)
+        method_object(method).save(model, tmp, profile, MODEL_TABLE[profile.model].source)
         atomic_write_json(config, tmp / "config.json")
         if history is not None:
             atomic_write_csv(history, tmp / "history.csv")

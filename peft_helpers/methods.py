@@ -479,3 +479,91 @@ def fingerprint(model: nn.Module) -> dict[str, str]:
         data = p.detach().cpu().contiguous().view(torch.uint8).numpy()
         out[name] = hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
     return out
+
+
+# ---------------------------------------------------------------------------
+# Each method as one object: how it applies itself, what it adds to the context, how its weights are saved and
+# loaded. ``METHOD_OBJECTS`` is the one place a method's name becomes behaviour; its label, colour and notebook are in
+# ``config.METHOD_TABLE``, its settings in the Profile section that table names.
+# ---------------------------------------------------------------------------
+
+
+class ZeroShot:
+    """The base model as loaded: nothing trains."""
+
+    def apply(self, model: nn.Module, settings, tokenizer, seed: int) -> nn.Module:
+        freeze(model)
+        return model
+
+    def virtual_tokens(self, settings) -> int:
+        """Positions the method adds in front of every input (they count against the model's context)."""
+        return 0
+
+    def save(self, model: nn.Module, folder: Path, profile, base_name: str) -> None:
+        """Write the trained weights into the results folder ``folder`` (zero-shot: nothing)."""
+
+    def load(self, model: nn.Module, folder: Path) -> None:
+        """Read the trained weights from the results folder ``folder`` into ``model`` (zero-shot: nothing)."""
+
+
+class PromptTuning(ZeroShot):
+    """Soft prompt (Lester et al. 2021): saved as one tensor, and as a peft prompt-tuning adapter beside it."""
+
+    def apply(self, model, settings, tokenizer, seed):
+        return add_soft_prompt(model, tokenizer, settings.n_tokens, settings.init_text, seed, settings.uniform_init)
+
+    def virtual_tokens(self, settings) -> int:
+        return settings.n_tokens
+
+    def save(self, model, folder, profile, base_name):
+        save_weights(model, Path(folder) / "adapter" / "prompt_tuning.safetensors")
+        save_prompt_adapter(model, Path(folder) / "adapter" / "peft", base_name, profile.prompt_tuning.init_text)
+
+    def load(self, model, folder):
+        load_weights(model, Path(folder) / "adapter" / "prompt_tuning.safetensors")
+
+
+class LastLayers(ZeroShot):
+    """The LM head alone (n_blocks = 0) or the last k blocks + final norm; with ``embeddings``, every weight (full
+    fine-tuning). Saved as the trained tensors in one safetensors file named after ``name``."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def apply(self, model, settings, tokenizer, seed):
+        if settings.embeddings:
+            prepare_full_fine_tuning(model, settings.n_blocks)
+        else:
+            prepare_last_layer(model, settings.n_blocks)
+        return model
+
+    def save(self, model, folder, profile, base_name):
+        save_weights(model, Path(folder) / "adapter" / f"{self.name}.safetensors")
+
+    def load(self, model, folder):
+        load_weights(model, Path(folder) / "adapter" / f"{self.name}.safetensors")
+
+
+class LoRA(ZeroShot):
+    """Low-rank adapters (Hu et al. 2021) on the targeted layers; saved in peft's adapter format."""
+
+    def apply(self, model, settings, tokenizer, seed):
+        add_lora(model, settings)
+        return model
+
+    def save(self, model, folder, profile, base_name):
+        save_lora_adapter(model, Path(folder) / "adapter", profile.lora, base_name)
+
+    def load(self, model, folder):
+        load_lora_adapter(model, Path(folder) / "adapter")
+
+
+METHOD_OBJECTS = {"zero_shot": ZeroShot(), "prompt_tuning": PromptTuning(), "last_layer": LastLayers("last_layer"),
+                  "last_blocks": LastLayers("last_blocks"), "lora": LoRA()}
+
+
+def method_object(name: str):
+    """The object behind a method's name (the one lookup), or a clear error naming the methods."""
+    if name not in METHOD_OBJECTS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHOD_OBJECTS)}.")
+    return METHOD_OBJECTS[name]

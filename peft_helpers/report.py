@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS
@@ -537,7 +538,7 @@ def _pm(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results") -> dict[str, "np.ndarray"]:
+def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results") -> dict[str, np.ndarray]:
     """Per-document test ROUGE-1 of every seeds run: method -> array (seeds, documents), documents in one order."""
     import numpy as np
 
@@ -563,7 +564,7 @@ def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results"
     return out
 
 
-def pairwise(scores: dict[str, "np.ndarray"], seed: int = 0) -> list[dict]:
+def pairwise(scores: dict[str, np.ndarray], seed: int = 0) -> list[dict]:
     """Every pair of methods (higher mean first): the ROUGE-1 gap paired over documents and resampling seeds, its 95%
     interval, the two-sided p-value and its Holm adjustment over all pairs, and the verdict the interval gives."""
     from .evaluation import holm, paired_seed_bootstrap, verdict
