@@ -700,6 +700,11 @@ def _chat_sentence(plain: dict, chat: list[dict] | None, pairs: list[dict]) -> s
     stronger = max(c["test_rouge1"], plain["test_rouge1"])
     text += (f". Gains over zero-shot elsewhere in this report are over the plain prompt; over the stronger of the two "
              f"baselines (ROUGE-1 {stronger:.3f}) they are {'smaller' if stronger > plain['test_rouge1'] else 'the same'}.")
+    below = [r["b"] for r in pairs if r["a"] == "zero_shot_chat" and r["b"] != "zero_shot" and r["verdict"] == "ahead"]
+    if below:
+        text += (" " + _capital(" and ".join(_label(m) for m in below)) + (" score" if len(below) > 1 else " scores")
+                 + " below the untrained model prompted through its chat template (paired, seeds resampled): their "
+                 "training taught the plain format less than the model's own instruction tuning already knew.")
     return text
 
 

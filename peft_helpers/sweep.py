@@ -54,7 +54,7 @@ from .experiment import (
 )
 from .methods import AdapterError, parameter_report
 from .results import (
-    ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir,
+    COMPLETE, ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir,
     unfinished_reason,
 )
 from .training import evaluate_loss
@@ -389,7 +389,15 @@ def scored(folder: Path, method: str, digest: str) -> bool:
     and its config, metrics and predictions. Unlike a reusable unit the weights may be absent (full-rank weights are
     not committed, and a run made on another machine may come back without them); such a run is scored, not
     reusable, so running the sweep trains it again."""
-    return unfinished_reason(folder, method, digest, files=("config.json", "metrics.json", "predictions.jsonl")) is None
+    files = ("config.json", "metrics.json", "predictions.jsonl")
+    if not (folder / COMPLETE).exists() and all((folder / name).is_file() for name in files):
+        # a committed run (completion records are not committed): its config names the settings it was made with,
+        # so a fresh clone's summary keeps every run that was made elsewhere instead of dropping it
+        try:
+            return read_json(folder / "config.json", method).get("hash") == digest
+        except (ResultsError, ValueError):
+            return False
+    return unfinished_reason(folder, method, digest, files=files) is None
 
 
 def _device_name(env: dict) -> str:

@@ -338,3 +338,15 @@ def test_a_grid_stops_growing_after_three_steps_and_says_its_best_is_on_the_edge
         finished |= set(plan)
     choice = sweep_module.tune_choice(profile, "last_layer")
     assert choice["grid"] == [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2] and not choice["interior"]
+
+
+def test_a_fresh_clone_keeps_the_committed_runs_in_a_sweeps_summary(tmp_path):
+    """Completion records are not committed: a sweep run in a fresh clone must not drop the runs made elsewhere."""
+    profile = get_profile("smoke")
+    run_sweep(profile, "seeds", root=tmp_path, checkpoints=tmp_path / "ck", only=["zero_shot"])
+    folder = sweep_dir("smoke", "seeds", tmp_path) / "zero_shot"
+    (folder / "complete.json").unlink()  # as in a fresh clone
+    assert [r["run"] for r in sweep_module.summarize(profile, "seeds", tmp_path)["rows"]] == ["zero_shot"]
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hash": "other settings"}))
+    assert sweep_module.summarize(profile, "seeds", tmp_path)["rows"] == []  # made with other settings: not counted
