@@ -62,7 +62,10 @@ def _as_text(value, source: str, row_id, column: str) -> str:
 def clean_rows(rows: list[dict], source: str = "the data") -> tuple[list[dict], Counter]:
     """Clean ``id``/``document``/``summary`` rows; drop empty ones and repeated ids, and count why."""
     kept, dropped, seen = [], Counter(), set()
-    for row in rows:
+    for number, row in enumerate(rows, 1):
+        missing = [c for c in ("id", "document", "summary") if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise DataError(f"{source}: row {number} lacks {missing}; every row needs id, document and summary.")
         row_id = row["id"]
         if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
             raise DataError(f"{source}: a row has id {row_id!r} ({type(row_id).__name__}); ids must be text.")
@@ -104,9 +107,12 @@ def split_overlaps(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
 def _require(rows: list[dict], columns: tuple[str, ...], source: str) -> None:
     if not rows:
         raise DataError(f"{source} has no rows.")
-    missing = [c for c in columns if c not in rows[0]]
-    if missing:
-        raise DataError(f"{source} lacks column(s) {missing}; it needs {list(columns)} (has {sorted(rows[0])}).")
+    for number, row in enumerate(rows, 1):  # every row, not only the first: one bad row is a clear error too
+        missing = [c for c in columns if not isinstance(row, dict) or c not in row]
+        if missing:
+            has = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise DataError(f"{source}, row {number}, lacks column(s) {missing}; it needs {list(columns)} "
+                            f"(has {has}).")
 
 
 # ---------------------------------------------------------------------------
@@ -263,6 +269,9 @@ def check_context(profile: Profile, model_config, n_virtual: int = 0) -> None:
 
 def encode_example(tokenizer, document: str, summary: str, max_doc: int, max_summary: int, separator: str) -> dict:
     """``prompt_ids`` (document cut to ``max_doc`` + separator) and ``target_ids`` (summary cut + eos)."""
+    for name, value in (("document", document), ("summary", summary)):
+        if not isinstance(value, str):
+            raise DataError(f"encode_example needs the {name} as text, got {type(value).__name__} ({value!r:.40}).")
     doc = tokenizer(document, add_special_tokens=False)["input_ids"][:max_doc]
     sep = tokenizer(separator, add_special_tokens=False)["input_ids"]
     target = tokenizer(" " + summary, add_special_tokens=False)["input_ids"][:max_summary]

@@ -311,4 +311,12 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
         atomic_write_jsonl(predictions, tmp / "predictions.jsonl")
         atomic_write_json(metrics, tmp / "metrics.json")
 
-    return write_unit(folder, digest, write)
+    from safetensors import SafetensorError
+
+    try:
+        return write_unit(folder, digest, write)
+    except (OSError, SafetensorError) as err:  # a full or read-only disk
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ResultsError(f"could not write the results of {method} to {folder} ({reason}). Nothing was lost: a "
+                           "previous result there stays as it was, and training can resume from its checkpoint; free "
+                           "space (or make the folder writable) and run again.") from err

