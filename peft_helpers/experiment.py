@@ -25,7 +25,7 @@ from .results import (
     ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
     finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason, write_unit,
 )
-from .training import evaluate_loss, peak_memory_mib, reset_peak_memory, train
+from .training import cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
 _INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
 _TRAINED = "_peft_helpers_trained"  # set once run_method has trained or loaded the model
@@ -157,18 +157,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> dict:
-    """The CPU features that decide fp32 vs bf16 speed (Linux; empty elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
-    except OSError:
-        pass
-    return {}
-
-
 def environment() -> dict:
     """Library versions and hardware, recorded with every result."""
     import accelerate
@@ -181,6 +169,8 @@ def environment() -> dict:
             "cpu_flags": cpu_flags(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    else:  # what bf16 would gain here (auto stays fp32 on CPUs; see training.cpu_bf16_advice)
+        info["bf16_advice"] = cpu_bf16_advice()
     return info
 
 

@@ -158,3 +158,21 @@ def test_make_report_on_files_that_parse_but_are_malformed_says_so_and_keeps_the
     with pytest.raises(ResultsError, match="malformed.*previous report stays"):
         build_report("smoke", root=tmp_path / "results")
     assert pdf.read_bytes() == good
+
+
+def test_bf16_is_chosen_only_where_the_cpu_has_it_and_a_measured_check_says_it_pays(monkeypatch):
+    import peft_helpers.training as training
+
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    zen3 = {"avx2": True, "avx512f": False, "avx512_bf16": False, "amx_bf16": False}
+    zen4 = {**zen3, "avx512f": True, "avx512_bf16": True}
+    xeon_amx = {**zen3, "avx512f": True, "amx_bf16": True}
+    with pytest.raises(ConfigError, match="neither AVX512-BF16 nor AMX"):
+        training.pick_precision("bf16", flags=zen3)
+    assert training.pick_precision("bf16", flags=zen4) == "bf16"
+    assert training.pick_precision("auto", flags=xeon_amx) == "no"  # auto stays fp32 until bf16's quality is checked
+    never = training.cpu_bf16_advice(zen3, measure=lambda: pytest.fail("no bf16: nothing to measure"))
+    assert not never["bf16_capable"] and never["speedup"] is None
+    pays = training.cpu_bf16_advice(xeon_amx, measure=lambda: 2.7)
+    assert pays["bf16_capable"] and pays["speedup"] == 2.7 and "too little" not in pays["why"]
+    assert "too little" in training.cpu_bf16_advice(zen4, measure=lambda: 1.1)["why"]
