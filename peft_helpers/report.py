@@ -865,7 +865,7 @@ TUNE_LABELS = {"last_layer": "last layer (LM head)", "last_blocks": "last blocks
                "LoRA (all seven projections)", "lora_qv": "LoRA on q, v", "full_ft": "full fine-tuning"}
 
 
-def tune_data(profile_name: str) -> dict | None:
+def tune_data(profile_name: str, results: dict[str, dict] | None = None) -> dict | None:
     """The tuning protocol's table: per method the learning rates tried with their validation loss, the chosen rate
     and whether it lies inside the grid; methods not finished yet say how far they are."""
     from .sweep import TUNE_GRIDS, sweep_dir
@@ -891,8 +891,12 @@ def tune_data(profile_name: str) -> dict | None:
                 f"{len(runs)} of {len(TUNE_GRIDS[group])}+ rates run"
         else:
             state = "at its method's chosen rate"
+        notebook = (results or {}).get(group)
+        before = "-" if notebook is None else (f"{notebook['metrics']['eval_loss']:.3f} "
+                                               f"(lr {notebook['config']['method_settings']['lr']:g})")
         rows.append({"method": TUNE_LABELS[group], "lr: validation loss": tried, "best lr": f"{best['lr']:g}",
-                     "val loss": f"{best['val_loss']:.3f}", "epochs": str(best["epochs_run"]), "best lr is": state})
+                     "val loss": f"{best['val_loss']:.3f}", "epochs": str(best["epochs_run"]), "best lr is": state,
+                     "notebooks' run": before})
         (finished if choice or group not in TUNE_GRIDS else pending).append(TUNE_LABELS[group])
     return {**(_table(pd.DataFrame(rows)) if rows else {"header": [], "rows": []}), "n_rows": len(rows),
             "pending": ", ".join(p for p in pending if p not in finished), "runs": len(summary["rows"]),
@@ -910,7 +914,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
 
     rank, methods, prompt, init, full, seeds = (sweep_rows(profile_name, s) for s in (
         "lora_rank", "methods", "prompt_length", "prompt_init", "full_ft", "seeds"))
-    tune = tune_data(profile_name)
+    tune = tune_data(profile_name, results)
     if not any((rank, prompt, seeds, tune)):
         return None
     groups = seed_groups(seeds)
@@ -1283,6 +1287,8 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
     if decoding.exists():
         frame = pd.DataFrame(read_json(decoding)["rows"])
         frame["method"] = frame["method"].map(LABELS)
+        n_val = next(iter(results.values()))["config"]["profile"]["n_val"]
+        frame["hit cap"] = [f"{v}/{n_val}" for v in frame["hit cap"]]  # counts over the validation documents
         data["decoding"] = _table(frame)
     parity = profile_dir(profile_name) / "parity" / "parity.json"
     if parity.exists():
@@ -1290,7 +1296,9 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         frame = pd.DataFrame([{"method": LABELS[r["method"]], "params": r["params ours / ref"].split(" / ")[0],
                                "val loss ours / ref": f"{r['val loss ours']:.3f} / {r['val loss ref']:.3f}",
                                "ROUGE-1 ours": r["ROUGE-1 ours"], "ROUGE-1 peft": r["ROUGE-1 ref"],
-                               "inside peft's interval": "yes" if r["R1 in ref interval"] else "no",
+                               "ROUGE-1 in peft's interval": "yes" if r["R1 in ref interval"] else "no",
+                               "loss within 0.03": "yes" if r["loss within 0.03"] else "no",
+                               "parity": "yes" if r["R1 in ref interval"] and r["loss within 0.03"] else "no",
                                "hit cap": r["hit cap"]} for r in rows])
         data["parity"] = {"note": read_json(parity)["note"], **_table(frame)}
     return data
