@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-offline.t
 
 # All five notebooks top to bottom, then report/report.pdf (PROFILE=auto|smollm2-aclsum|gpt2-cnndm|smoke).
 run: setup
-	$(PY) -m peft_helpers.run_notebooks --profile $(PROFILE)
+	$(PY) -m tools.run_notebooks --profile $(PROFILE)
 
 # Figures and report/report.pdf rebuilt from the committed results/ (no training; under a minute).
 report: setup
@@ -38,7 +38,7 @@ bench: setup
 # Hours on a 2-core CPU, minutes on a GPU (README: Sweeps).
 SWEEP ?= lora_rank prompt_length prompt_init full_ft seeds
 sweep: setup
-	$(PY) -m peft_helpers.sweep --profile smollm2-aclsum --sweep $(SWEEP)
+	$(PY) -m tools.sweep --profile smollm2-aclsum --sweep $(SWEEP)
 
 # The trained methods on your own text, without training: make summarize FILE=path/to/text.txt
 summarize: setup

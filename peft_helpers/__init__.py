@@ -9,9 +9,8 @@ tables), ``progress`` (bars), ``models`` (models and tokenizers), ``methods``
 (the three methods), ``data`` (data, tokenization), ``training`` (one loop for
 all), ``evaluation`` (generation, ROUGE), ``results`` (files),
 ``experiment`` (one call per notebook step), ``report`` (table, plots, PDF).
-Command-line tools: ``run_notebooks`` (the main job), ``search`` (defaults by
-validation loss), ``parity`` (against the peft reference), ``verify_adapter``
-(our LoRA adapter loaded by peft regenerates the committed summaries).
+``summarize`` (the trained methods on your own text). The command-line tools
+that no notebook imports live beside the package in ``tools/``.
 """
 
 from .config import (

@@ -79,6 +79,19 @@ MODEL_TABLE = {m.name: m for m in (
 )}
 
 
+# The tuning protocol (tools.sweep --sweep tune; DESIGN.md "The comparison protocol"): starting learning-rate grids,
+# log-spaced in steps of about sqrt(10) around each method's usual range: soft prompts ~1e-2..0.3 (Lester et al. 2021
+# use 0.3), LoRA ~1e-4..1e-2 (Hu et al. 2021 use 2e-4 for GPT-2), weight fine-tuning ~1e-5..1e-3.
+TUNE_GRIDS = {
+    "last_layer": (3e-5, 1e-4, 3e-4, 1e-3),
+    "last_blocks": (3e-5, 1e-4, 3e-4, 1e-3),
+    "prompt_tuning": (1e-2, 3e-2, 1e-1, 3e-1),
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
+    "full_ft": (1e-5, 3e-5, 1e-4, 3e-4),
+}
+TUNE_EPOCHS = 8  # an upper bound: early stopping on validation loss (the profile's patience) ends most runs sooner
+
+
 class ConfigError(ValueError):
     """A setting a user chose that cannot work; the message says what to do."""
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS
-from .results import ResultsError, load_results, profile_dir, read_json
+from .results import ResultsError, load_results, profile_dir, read_json, sweep_dir
 
 LABELS = {name: method.label for name, method in METHOD_TABLE.items()}
 COLORS = {name: method.color for name, method in METHOD_TABLE.items()}
@@ -360,11 +360,15 @@ def discussion(results: dict[str, dict]) -> list[str]:
 # ---------------------------------------------------------------------------
 
 def sweep_rows(profile_name: str, sweep: str) -> list[dict]:
-    """The finished runs of a sweep (``peft_helpers.sweep``), or [] when it has not run."""
-    from .sweep import sweep_dir
-
+    """The finished runs of a sweep (``tools.sweep``), or [] when it has not run."""
     path = sweep_dir(profile_name, sweep) / "summary.json"
     return read_json(path)["rows"] if path.exists() else []
+
+
+def _planned(profile_name: str, sweep: str) -> int | None:
+    """How many runs the sweep plans (its summary records it), or None when it has not run."""
+    path = sweep_dir(profile_name, sweep) / "summary.json"
+    return read_json(path).get("n_runs") if path.exists() else None
 
 
 FULL_FT_LABEL, FULL_FT_COLOR = "full fine-tuning", "#9467bd"
@@ -544,8 +548,6 @@ def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results"
 
     from .evaluation import rouge_per_example
     from .results import read_jsonl
-    from .sweep import sweep_dir
-
     folder = sweep_dir(profile_name, "seeds", root)
     out, ids = {}, None
     for method, rows in groups.items():
@@ -868,7 +870,7 @@ TUNE_LABELS = {"last_layer": "last layer (LM head)", "last_blocks": "last blocks
 def tune_data(profile_name: str, results: dict[str, dict] | None = None) -> dict | None:
     """The tuning protocol's table: per method the learning rates tried with their validation loss, the chosen rate
     and whether it lies inside the grid; methods not finished yet say how far they are."""
-    from .sweep import TUNE_GRIDS, sweep_dir
+    from .config import TUNE_GRIDS
 
     path = sweep_dir(profile_name, "tune") / "summary.json"
     if not path.exists():
@@ -909,9 +911,6 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     The methods stand beside the sweeps at the mean over their training seeds (the seeds sweep) or, before that has
     run, as the notebooks' runs at their validation loss (their validation ROUGE-1 from the ``methods`` sweep).
     """
-    from .sweep import runs, sweep_dir
-    from .config import get_profile
-
     rank, methods, prompt, init, full, seeds = (sweep_rows(profile_name, s) for s in (
         "lora_rank", "methods", "prompt_length", "prompt_init", "full_ft", "seeds"))
     tune = tune_data(profile_name, results)
@@ -945,8 +944,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                                      "epochs": str(r["epochs_run"])}
                                     for r in rows]))
 
-    planned = {s: len(runs(get_profile(profile_name), s)) for s in ("lora_rank", "prompt_length")} \
-        if profile_name in ("smollm2-aclsum", "smoke") else {}
+    planned = {s: _planned(profile_name, s) for s in ("lora_rank", "prompt_length")}
     if rank:
         lora_seeds = groups.get("lora", [])
         seed_sd = _mean_sd([r["val_loss"] for r in lora_seeds])[1] if len(lora_seeds) > 1 else None
@@ -955,7 +953,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         low = _smallest_within(rank)
         best = min(rank, key=lambda r: r["val_loss"])
         span = max(r["val_loss"] for r in rank) - best["val_loss"]
-        total = planned.get("lora_rank", len(rank))
+        total = planned.get("lora_rank") or len(rank)
         out["rank"] = {**table(rank, "r"), "done": f" ({len(rank)} of {total} planned ranks)" if len(rank) < total else "",
                        "best": best["run"][1:], "span": f"{span:.3f}",
                        "best_loss": _num(min(r["val_loss"] for r in rank)), "enough": low["run"][1:],
@@ -964,7 +962,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "last_loss": _num(rank[-1]["val_loss"]), "text": rank_text, "within_noise": rank_enough}
     if prompt:
         low = _smallest_within(prompt)
-        total = planned.get("prompt_length", len(prompt))
+        total = planned.get("prompt_length") or len(prompt)
         out["prompt"] = {**table(prompt, "n"),
                          "done": f" ({len(prompt)} of {total} planned lengths)" if len(prompt) < total else "",
                          "enough": low["run"][1:], "lengths": ", ".join(r["run"][1:] for r in prompt),
@@ -1016,8 +1014,6 @@ def _prompt_length_pair(profile_name: str, prompt: list[dict]) -> dict | None:
     """Validation ROUGE-1 of the longest prompt minus 20 tokens', per document, paired (one seed each)."""
     from .evaluation import paired_seed_bootstrap, rouge_per_example
     from .results import read_jsonl
-    from .sweep import sweep_dir
-
     runs = {int(r["run"][1:]) for r in prompt}
     if 20 not in runs or max(runs) <= 20:
         return None
@@ -1271,7 +1267,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "discussion": discussion(results), "conclusion": conclusion(results),
         "examples": example_documents(results), "m": method_figures(results),
         "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint (of an interrupted run, or "
-                         "one written by peft_helpers.launch); its train time adds up the epochs kept, as the "
+                         "one written by tools.launch); its train time adds up the epochs kept, as the "
                          "checkpoint recorded them.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "sweep": sweep_data(profile_name, figures, results),

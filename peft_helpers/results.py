@@ -47,6 +47,11 @@ def results_dir(profile_name: str, method: str, root: str | Path = "results") ->
     return profile_dir(profile_name, root) / method
 
 
+def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Path:
+    """``results/<profile>/sweeps/<sweep>/``: one folder per run of a sweep (``tools.sweep``), and summary.json."""
+    return profile_dir(profile_name, root) / "sweeps" / sweep
+
+
 def checkpoint_dir(profile_name: str, method: str, training_hash: str, root: str | Path = "checkpoints") -> Path:
     """``checkpoints/<profile>/<method>-<training hash>/``: one training run's resumable state."""
     return Path(root) / profile_name / f"{method}-{training_hash}"

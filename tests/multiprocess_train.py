@@ -13,7 +13,7 @@ from torch import nn
 
 from peft_helpers import get_profile, prepare
 from peft_helpers.experiment import build_model, train_config
-from peft_helpers.launch import _barrier, process_rank
+from tools.launch import _barrier, process_rank
 from peft_helpers.methods import trainable_state
 from peft_helpers.results import atomic_write_safetensors
 from peft_helpers.training import train

@@ -41,7 +41,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
 
 
 def test_the_launch_command_trains_on_two_processes_and_writes_each_unit_once(tmp_path):
-    run = launch(["-m", "peft_helpers.launch", "--profile", "smoke", "--methods", "lora", "--root",
+    run = launch(["-m", "tools.launch", "--profile", "smoke", "--methods", "lora", "--root",
                   str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ck")], 2, tmp_path)
     assert "lora: training on 2 process(es)" in run.stdout
     folder = tmp_path / "results" / "smoke" / "lora"

@@ -304,7 +304,7 @@ def test_a_whole_run_records_its_stage_timings_and_which_methods_it_made(tmp_pat
     import os
     import time
 
-    from peft_helpers.run_notebooks import write_timings
+    from tools.run_notebooks import write_timings
 
     started = time.time() - 1  # the run began a second ago; its methods' metrics are written after
     for method, seconds in (("zero_shot", 1.5), ("lora", 12.0)):
@@ -325,7 +325,7 @@ def test_a_whole_run_records_its_stage_timings_and_which_methods_it_made(tmp_pat
 
 def test_the_runner_executes_a_notebook_of_the_smoke_profile(monkeypatch):
     """`make run`'s entry point, on the first notebook (the smoke profile writes under results/smoke/, ignored by git)."""
-    from peft_helpers.run_notebooks import main
+    from tools.run_notebooks import main
 
     monkeypatch.setenv("PEFT_PROFILE", "smoke")  # main sets these two; monkeypatch puts them back
     monkeypatch.setenv("PEFT_PLAIN_PROGRESS", "1")

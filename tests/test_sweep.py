@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import peft_helpers.sweep as sweep_module
+import tools.sweep as sweep_module
 from peft_helpers import get_profile
 from peft_helpers.report import geometry_sentences, sweep_data
-from peft_helpers.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
+from tools.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
 
 
 def orthonormal_rows(k: int, d: int, seed: int) -> torch.Tensor:
@@ -141,7 +141,7 @@ def test_lora_geometry_of_the_smoke_sweep(swept):
 
 def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatch):
     root, _ = swept
-    monkeypatch.setattr(sweep_module, "sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
+    monkeypatch.setattr("peft_helpers.report.sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
     data = sweep_data("smoke", tmp_path)
     assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None and not data["methods_scored"]
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
@@ -285,7 +285,7 @@ def test_the_command_names_a_bad_run_without_a_traceback(capsys):
 
 
 def test_learning_rates_step_along_the_one_three_ten_ladder():
-    from peft_helpers.sweep import lr_step
+    from tools.sweep import lr_step
 
     assert [lr_step(lr, up=True) for lr in (1e-4, 3e-4, 1e-3, 3e-2, 0.3)] == [3e-4, 1e-3, 3e-3, 0.1, 1.0]
     assert [lr_step(lr, up=False) for lr in (1e-4, 3e-4, 3e-5, 1e-2)] == [3e-5, 1e-4, 1e-5, 3e-3]

@@ -93,7 +93,7 @@ def test_results_are_written_reused_and_corruption_is_reported(setup, tmp_path, 
 
 
 def test_search_records_validation_losses_and_notebook_runs_resume_from_its_checkpoints(setup, tmp_path, monkeypatch):
-    from peft_helpers import search as search_module
+    from tools import search as search_module
     from peft_helpers.experiment import training_hash
 
     monkeypatch.chdir(tmp_path)  # results/, data/ and checkpoints/ of this test stay in tmp_path

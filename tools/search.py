@@ -1,6 +1,6 @@
 """Choosing each method's settings by validation loss only (the test split is never read).
 
-    python -m peft_helpers.search --profile smollm2-aclsum
+    python -m tools.search --profile smollm2-aclsum
 
 Trains every candidate of ``candidates(profile)`` with the shared loop (early stopping
 on validation loss), records the best validation loss of each in
@@ -16,10 +16,10 @@ import argparse
 import dataclasses
 import time
 
-from .config import FAMILIES, MODEL_TABLE, Profile, get_profile
-from .experiment import build_model, prepare, train_method, training_hash
-from .methods import parameter_report
-from .results import atomic_write_json, profile_dir, read_json
+from peft_helpers.config import FAMILIES, MODEL_TABLE, Profile, get_profile
+from peft_helpers.experiment import build_model, prepare, train_method, training_hash
+from peft_helpers.methods import parameter_report
+from peft_helpers.results import atomic_write_json, profile_dir, read_json
 
 def candidates(profile: Profile) -> dict[str, list]:
     """Settings tried per method: the profile's current default first, then alternatives.
@@ -73,8 +73,8 @@ def compare_generation(profile: Profile, methods=("zero_shot", "lora"), settings
 
     Written to ``results/<profile>/decoding.json`` by ``--generation``.
     """
-    from .config import GenerationConfig
-    from .evaluation import generate_summaries, rouge_summary
+    from peft_helpers.config import GenerationConfig
+    from peft_helpers.evaluation import generate_summaries, rouge_summary
 
     setup = prepare(profile)
     options = settings or {"greedy": dataclasses.replace(profile.generation, no_repeat_ngram_size=0),

@@ -1,6 +1,6 @@
 """Check that a saved LoRA adapter is a real ``peft`` adapter: load it with ``peft`` and regenerate.
 
-    python -m peft_helpers.verify_adapter --profile smollm2-aclsum
+    python -m tools.verify_adapter --profile smollm2-aclsum
 
 Loads the profile's base model, wraps it with
 ``peft.PeftModel.from_pretrained(base, results/<profile>/lora/adapter)``,
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 
-from .config import GenerationConfig, get_profile
-from .models import load_model
-from .evaluation import generate_summaries
-from .experiment import prepare
-from .results import load_results, results_dir
+from peft_helpers.config import GenerationConfig, get_profile
+from peft_helpers.models import load_model
+from peft_helpers.evaluation import generate_summaries
+from peft_helpers.experiment import prepare
+from peft_helpers.results import load_results, results_dir
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 """Sweeps beyond the assignment, each from one resumable command, on the validation split only.
 
-    python -m peft_helpers.sweep --profile smollm2-aclsum --sweep lora_rank
-    python -m peft_helpers.sweep --profile smollm2-aclsum --sweep methods prompt_length
+    python -m tools.sweep --profile smollm2-aclsum --sweep lora_rank
+    python -m tools.sweep --profile smollm2-aclsum --sweep methods prompt_length
 
 Every run of a sweep trains one setting with the shared loop, generates summaries for the validation
 documents and writes one results unit, ``results/<profile>/sweeps/<sweep>/<run>/``, in the format of a
@@ -47,17 +47,19 @@ from pathlib import Path
 
 import torch
 
-from .config import FAMILIES, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, get_profile, method_settings
-from .evaluation import generate_summaries, rouge_summary
-from .experiment import (
+from peft_helpers.config import (
+    FAMILIES, METHOD_TABLE, MODEL_TABLE, TUNE_EPOCHS, TUNE_GRIDS, ConfigError, Profile, get_profile, method_settings,
+)
+from peft_helpers.evaluation import generate_summaries, rouge_summary
+from peft_helpers.experiment import (
     Setup, build_model, config_hash, data_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
 )
-from .methods import AdapterError, parameter_report
-from .results import (
-    COMPLETE, ResultsError, atomic_write_json, profile_dir, read_csv, read_json, read_safetensors, results_dir,
+from peft_helpers.methods import AdapterError, parameter_report
+from peft_helpers.results import (
+    COMPLETE, ResultsError, atomic_write_json, read_csv, read_json, read_safetensors, results_dir, sweep_dir,
     unfinished_reason,
 )
-from .training import evaluate_loss
+from peft_helpers.training import evaluate_loss
 
 SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "tune", "methods")
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
@@ -65,11 +67,6 @@ PROMPT_LENGTHS = (1, 5, 20, 50, 100)
 FULL_FT_LRS = (1e-5, 3e-5, 1e-4)
 SEEDS = (0, 1, 2)
 TRAINED = ("prompt_tuning", "last_layer", "last_blocks", "lora")  # the notebooks' trained methods
-
-
-def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Path:
-    """``results/<profile>/sweeps/<sweep>/``: one folder per run, and summary.json."""
-    return profile_dir(profile_name, root) / "sweeps" / sweep
 
 
 def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str, tuple[str, Profile]]:
@@ -124,17 +121,6 @@ def chosen_full_ft_lr(profile: Profile, root: str | Path = "results") -> float |
 # The tuning protocol: the same learning-rate search for every method
 # ---------------------------------------------------------------------------
 
-TUNE_EPOCHS = 8  # an upper bound: early stopping on validation loss (patience from the profile) ends most runs sooner
-# Starting grids, log-spaced in steps of about sqrt(10) (1, 3, 10, ...) around each method's usual range:
-# soft prompts ~1e-2..0.3 (Lester et al. 2021 use 0.3), LoRA ~1e-4..1e-2 (Hu et al. 2021 use 2e-4 for GPT-2),
-# weight fine-tuning ~1e-5..1e-3.
-TUNE_GRIDS = {
-    "last_layer": (3e-5, 1e-4, 3e-4, 1e-3),
-    "last_blocks": (3e-5, 1e-4, 3e-4, 1e-3),
-    "prompt_tuning": (1e-2, 3e-2, 1e-1, 3e-1),
-    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
-    "full_ft": (1e-5, 3e-5, 1e-4, 3e-4),
-}
 TUNE_MAX_STEPS = 3  # how far a grid may be extended past either edge before the sweep says so and stops extending
 
 
@@ -233,8 +219,8 @@ _DEPTHS: dict[str, int] = {}
 
 def model_depth(profile: Profile) -> int:
     """The number of transformer blocks of the profile's model (loaded once per model)."""
-    from .methods import transformer_blocks
-    from .models import load_model
+    from peft_helpers.methods import transformer_blocks
+    from peft_helpers.models import load_model
 
     if profile.model not in _DEPTHS:
         _DEPTHS[profile.model] = len(transformer_blocks(load_model(profile)))
@@ -336,7 +322,7 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
 
 def describe(profile: Profile, method: str) -> str:
     """A run's method settings as ``key=value`` text (a prompt's init named, settings added later only when set)."""
-    from .experiment import _ADDED_LATER
+    from peft_helpers.experiment import _ADDED_LATER
 
     settings = method_settings(profile, method)
     if settings is None:
@@ -461,7 +447,7 @@ def amplification(weight: torch.Tensor, delta: torch.Tensor, r: int, generator: 
 
 def lora_geometry(profile: Profile, root: str | Path = "results", small: str = "r8", large: str = "r64") -> dict:
     """phi between the r=8 and r=64 updates, and how much each amplifies directions of W (per matrix type)."""
-    from .models import load_model, load_tokenizer
+    from peft_helpers.models import load_model, load_tokenizer
 
     folder = sweep_dir(profile.name, "lora_rank", root)
     factors = {name: _adapter_factors(folder / name / "adapter") for name in (small, large)}

@@ -1,6 +1,6 @@
 """The main job: run the five notebooks in order, then check the report exists.
 
-    python -m peft_helpers.run_notebooks --profile auto
+    python -m tools.run_notebooks --profile auto
 
 ``auto`` is resolved once here (one hub check) and the concrete profile is
 passed to every notebook through ``PEFT_PROFILE``. Cell outputs (training

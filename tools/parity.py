@@ -1,6 +1,6 @@
 """Parity with the ``peft`` library: our methods against a reference run of peft on the same protocol.
 
-    python -m peft_helpers.parity --profile smollm2-aclsum
+    python -m tools.parity --profile smollm2-aclsum
 
 Run it right after the notebooks have trained with the reference's settings
 (the profile's defaults before the validation search). It copies those
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from .results import atomic_write_json, load_results, profile_dir, results_dir
+from peft_helpers.results import atomic_write_json, load_results, profile_dir, results_dir
 
 # Reference: peft 0.21 on SmolLM2-135M-Instruct / ACLSum, CPU fp32, seed 0; batch 8, 4 epochs, AdamW, 10%
 # warm-up; prompt tuning 20 text-initialised tokens lr 3e-2; LoRA r=8 alpha=16 dropout 0.05 on q_proj, v_proj,

@@ -1,7 +1,7 @@
 """Train the methods on several processes (GPUs, or CPU processes), then let the notebooks evaluate.
 
-    accelerate launch --num_processes 4 -m peft_helpers.launch --profile gpt2-cnndm     # 4 GPUs
-    torchrun --nproc_per_node 2 -m peft_helpers.launch --profile smoke --methods lora    # 2 CPU processes
+    accelerate launch --num_processes 4 -m tools.launch --profile gpt2-cnndm     # 4 GPUs
+    torchrun --nproc_per_node 2 -m tools.launch --profile smoke --methods lora    # 2 CPU processes
 
 (On a CPU, ``accelerate launch --cpu --num_processes N`` starts one process unless an MPI hostfile is given;
 ``torchrun``, which comes with torch, starts N, and accelerate joins them over gloo.)
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .config import METHOD_TABLE, get_profile
+from peft_helpers.config import METHOD_TABLE, get_profile
 
 
 def process_rank() -> tuple[int, int]:
@@ -28,7 +28,7 @@ def process_rank() -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    from .experiment import build_model, prepare, run_method, train_method
+    from peft_helpers.experiment import build_model, prepare, run_method, train_method
 
     trained = [m for m, spec in METHOD_TABLE.items() if spec.settings]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
