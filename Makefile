@@ -36,7 +36,7 @@ bench: setup
 # Sweeps (SWEEP=lora_rank|prompt_length|prompt_init|full_ft|seeds|methods, several allowed; only seeds reads the
 # test split); resumable: kill it, run it again, it continues. Then `make report` adds them to the report.
 # Hours on a 2-core CPU, minutes on a GPU (README: Sweeps).
-SWEEP ?= lora_rank prompt_length prompt_init full_ft seeds
+SWEEP ?= tune lora_rank prompt_length prompt_init full_ft seeds
 sweep: setup
 	$(PY) -m tools.sweep --profile smollm2-aclsum --sweep $(SWEEP)
 
