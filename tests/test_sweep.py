@@ -264,7 +264,7 @@ def test_the_prompt_sentences_follow_the_numbers():
     tie = {"mean": 0.009, "low": -0.01, "high": 0.027}
     text = prompt_sentences(lengths, [], tie, drift=0.013)[0]
     assert "shortest prompt within 0.02 of the lowest is n = 50" in text
-    assert "(+0.007 from n = 50 to 100, inside the run-to-run drift of identical settings, 0.013)" in text
+    assert "(0.007 of it from n = 50 to 100, inside the run-to-run drift of identical settings (0.013:" in text
     assert "+0.009 [-0.010, +0.027], a tie" in text
     lead = {"mean": 0.05, "low": 0.02, "high": 0.08}
     text = prompt_sentences(lengths, [], lead, drift=0.001)[0]
