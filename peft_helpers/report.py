@@ -903,7 +903,17 @@ def tune_data(profile_name: str, results: dict[str, dict] | None = None) -> dict
                      "val loss": f"{best['val_loss']:.3f}", "epochs": str(best["epochs_run"]), "best lr is": state,
                      "notebooks' run": before})
         (finished if choice or group not in TUNE_GRIDS else pending).append(TUNE_LABELS[group])
+    changed = []
+    for group, choice in (summary.get("chosen") or {}).items():
+        notebook = (results or {}).get(group)
+        if choice and notebook:
+            before = notebook["metrics"]["eval_loss"]
+            changed.append(f"{TUNE_LABELS[group]} {before:.3f} → {choice['val_loss']:.3f} (lr "
+                           f"{notebook['config']['method_settings']['lr']:g} → {choice['lr']:g})")
+    change = ("Tuned alike, validation loss moves from the notebooks' run to the chosen setting: " + "; ".join(changed)
+              + ". The seeds and every ROUGE ordering below still use the notebooks' settings." if changed else "")
     return {**(_table(pd.DataFrame(rows)) if rows else {"header": [], "rows": []}), "n_rows": len(rows),
+            "change": change,
             "pending": ", ".join(p for p in pending if p not in finished), "runs": len(summary["rows"]),
             "devices": sorted({r["device"] for r in summary["rows"]})}
 
