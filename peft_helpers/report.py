@@ -674,7 +674,7 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
             seed0 = _device_name_of(pairs[0][2])
             loss_sd, r1_sd = _max_sd(groups, "val_loss"), _max_sd(groups, "test_rouge1")
             out["device_check"] = (
-                f"Seed 0 is the notebooks' settings run again, on {seed0}; the notebooks' runs (sections 1-5) ran on "
+                f"Seed 0 is the notebooks' settings run again, on {seed0}; the notebooks' runs (sections 3-5) ran on "
                 f"{where}. For zero-shot and the {len(pairs) - 1} trained methods, the two differ by at most "
                 f"{loss_gap:.4f} in validation loss ({'within' if loss_gap <= loss_sd else 'more than'} the largest "
                 f"spread across seeds, {loss_sd:.4f}) and by at most {r1_gap:.3f} in test ROUGE-1 "
@@ -914,7 +914,7 @@ def tune_data(profile_name: str, results: dict[str, dict] | None = None) -> dict
               + ". The seeds and every ROUGE ordering below still use the notebooks' settings." if changed else "")
     return {**(_table(pd.DataFrame(rows)) if rows else {"header": [], "rows": []}), "n_rows": len(rows),
             "change": change,
-            "pending": ", ".join(p for p in pending if p not in finished), "runs": len(summary["rows"]),
+            "pending": "; ".join(p for p in pending if p not in finished), "runs": len(summary["rows"]),
             "devices": sorted({r["device"] for r in summary["rows"]})}
 
 
@@ -1099,7 +1099,7 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
     for method, gap in gaps.items():
         h = results[method]["history"]
         rose = h.eval_loss.iloc[-1] > h.eval_loss.min() + 1e-9
-        words = ("the largest gap between the two of the methods here" if gap == max(gaps.values()) else
+        words = ("the largest gap between training and validation loss of the methods here" if gap == max(gaps.values()) else
                  f"a gap of {gap:.2f} (the largest here: {max(gaps.values()):.2f})")
         if rose:
             best = int(h.epoch.iloc[int(h.eval_loss.values.argmin())])
