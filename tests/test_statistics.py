@@ -55,3 +55,17 @@ def test_a_verdict_is_ahead_only_when_the_interval_excludes_zero():
     assert verdict(-0.02, -0.001) == "behind"
     assert verdict(-0.001, 0.02) == "tied" and verdict(0.0, 0.02) == "tied"
     assert verdict(0.001, 0.02, lower_is_better=True) == "behind"
+
+
+def test_intervals_are_reproducible_from_their_seed_and_follow_it():
+    values = np.random.default_rng(3).normal(0.4, 0.1, 100)
+    other = np.random.default_rng(4).normal(0.4, 0.1, 100)
+    assert bootstrap_interval(values, seed=5) == bootstrap_interval(values, seed=5)
+    assert bootstrap_interval(values, seed=5) != bootstrap_interval(values, seed=6)
+    assert paired_seed_bootstrap(values, other, seed=5) == paired_seed_bootstrap(values, other, seed=5)
+    assert paired_seed_bootstrap(values, other, seed=5)["low"] != paired_seed_bootstrap(values, other, seed=6)["low"]
+
+
+def test_an_interval_touching_zero_is_a_tie_on_either_side():
+    assert verdict(-0.02, 0.0) == "tied" and verdict(0.0, 0.0) == "tied"
+    assert verdict(-0.02, -1e-9) == "behind" and verdict(1e-9, 0.02) == "ahead"
