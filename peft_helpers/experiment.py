@@ -218,7 +218,8 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
             f"{folder} holds a finished {method} result made with other settings"
             + (f" ({'; '.join(changed[:6])})" if changed else "") + ". It is not replaced without being asked: "
             f"to replace it, run again with retrain=True (RETRAIN = True in the notebook); to keep both, copy or "
-            f"move {folder} elsewhere first.")
+            f"move {folder} elsewhere first" + (" (the tests' smoke results: make clean)." if profile.name == "smoke"
+                                                else "."))
     if why is None:
         try:
             load_trained(model, folder, method)
