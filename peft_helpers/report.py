@@ -1320,7 +1320,8 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                                "loss within 0.03": "yes" if r["loss within 0.03"] else "no",
                                "parity": "yes" if r["R1 in ref interval"] and r["loss within 0.03"] else "no",
                                "hit cap": r["hit cap"]} for r in rows])
-        data["parity"] = {"note": read_json(parity)["note"], **_table(frame)}
+        note = read_json(parity)["note"].replace("peft_helpers/parity.py", "tools/parity.py")  # where it lives now
+        data["parity"] = {"note": note, **_table(frame)}
     return data
 
 
