@@ -350,3 +350,18 @@ def test_a_fresh_clone_keeps_the_committed_runs_in_a_sweeps_summary(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "hash": "other settings"}))
     assert sweep_module.summarize(profile, "seeds", tmp_path)["rows"] == []  # made with other settings: not counted
+
+
+def test_the_tuning_protocol_does_not_train_again_a_committed_run(tmp_path, monkeypatch, capsys):
+    """In a fresh clone the tune runs have no completion record and no weights; their scores are enough to select."""
+    monkeypatch.setattr(sweep_module, "TUNE_GRIDS", {"last_layer": (1e-3, 3e-3, 1e-2, 3e-2)})
+    monkeypatch.setattr(sweep_module, "TUNE_EPOCHS", 1)
+    profile = get_profile("smoke")
+    run_sweep(profile, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["last_layer-lr0.001"])
+    folder = sweep_dir("smoke", "tune", tmp_path) / "last_layer-lr0.001"
+    (folder / "complete.json").unlink()
+    for weights in (folder / "adapter").glob("*"):
+        weights.unlink()
+    capsys.readouterr()
+    run_sweep(profile, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["last_layer-lr0.001"])
+    assert "finished earlier (its scores are here" in capsys.readouterr().out

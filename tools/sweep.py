@@ -242,6 +242,8 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
     why = unfinished_reason(folder, method, digest)
     if why is None:
         return "finished earlier"
+    if sweep == "tune" and scored(folder, method, digest):  # selection needs the loss, not the weights (not committed)
+        return "finished earlier (its scores are here; the tuning protocol needs no weights)"
     model = build_model(setup, method)
     if sweep == "methods":  # the notebooks' finished run: its weights and validation loss, no new training
         finished = results_dir(profile.name, method, root)
