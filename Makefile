@@ -33,9 +33,9 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
-# Sweeps (SWEEP=lora_rank|prompt_length|prompt_init|full_ft|seeds|methods, several allowed; only seeds reads the
+# Sweeps (SWEEP=tune|lora_rank|prompt_length|prompt_init|full_ft|seeds|methods, several allowed; only seeds reads the
 # test split); resumable: kill it, run it again, it continues. Then `make report` adds them to the report.
-# Hours on a 2-core CPU, minutes on a GPU (README: Sweeps).
+# Hours on a 2-core CPU, minutes on a GPU (docs/sweeps.md).
 SWEEP ?= tune lora_rank prompt_length prompt_init full_ft seeds
 sweep: setup
 	$(PY) -m tools.sweep --profile smollm2-aclsum --sweep $(SWEEP)
