@@ -24,7 +24,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .config import FAMILIES, ConfigError, LoRAConfig
-from .results import atomic_write_json, atomic_write_safetensors, read_safetensors
+from .results import adapter_path, atomic_write_json, atomic_write_safetensors, read_safetensors
 
 _MARK = "_peft_helpers_method"
 
@@ -524,11 +524,12 @@ class PromptTuning(ZeroShot):
         return settings.n_tokens
 
     def save(self, model, folder, profile, base_name):
-        save_weights(model, Path(folder) / "adapter" / "prompt_tuning.safetensors")
-        save_prompt_adapter(model, Path(folder) / "adapter" / "peft", base_name, profile.prompt_tuning.init_text)
+        weights = adapter_path(folder, "prompt_tuning")
+        save_weights(model, weights)
+        save_prompt_adapter(model, weights.parent / "peft", base_name, profile.prompt_tuning.init_text)
 
     def load(self, model, folder):
-        load_weights(model, Path(folder) / "adapter" / "prompt_tuning.safetensors")
+        load_weights(model, adapter_path(folder, "prompt_tuning"))
 
 
 class LastLayers(ZeroShot):
@@ -546,10 +547,10 @@ class LastLayers(ZeroShot):
         return model
 
     def save(self, model, folder, profile, base_name):
-        save_weights(model, Path(folder) / "adapter" / f"{self.name}.safetensors")
+        save_weights(model, adapter_path(folder, self.name))
 
     def load(self, model, folder):
-        load_weights(model, Path(folder) / "adapter" / f"{self.name}.safetensors")
+        load_weights(model, adapter_path(folder, self.name))
 
 
 class LoRA(ZeroShot):
@@ -560,10 +561,10 @@ class LoRA(ZeroShot):
         return model
 
     def save(self, model, folder, profile, base_name):
-        save_lora_adapter(model, Path(folder) / "adapter", profile.lora, base_name)
+        save_lora_adapter(model, adapter_path(folder, "lora"), profile.lora, base_name)
 
     def load(self, model, folder):
-        load_lora_adapter(model, Path(folder) / "adapter")
+        load_lora_adapter(model, adapter_path(folder, "lora"))
 
 
 METHOD_OBJECTS = {"zero_shot": ZeroShot(), "prompt_tuning": PromptTuning(), "last_layer": LastLayers("last_layer"),

@@ -44,11 +44,6 @@ def read_text_file(path: str | Path) -> str:
     return text
 
 
-def _profile_of(folder: Path, method: str) -> Profile:
-    """The profile a finished result was made with (its config.json), so the weights meet the settings they fit."""
-    return Profile(**read_json(folder / "config.json", method)["profile"])
-
-
 def prompt_ids(text: str, tokenizer, profile: Profile) -> tuple[list[int], int]:
     """The document as every method saw it in training (cut to the profile's cap, then the separator), and how many
     tokens the cut removed."""
@@ -88,12 +83,13 @@ def summarize(text: str, profile_name: str = COMMITTED_PROFILE, methods=None, ro
             weights = adapter_path(folder, method) if METHOD_TABLE[method].weights else None
             if weights is not None and not weights.exists():
                 raise ResultsError(f"{weights} is not here")
-            made_with = _profile_of(folder, method) if (folder / "config.json").exists() else profile
+            config = read_json(folder / "config.json", method) if (folder / "config.json").exists() else None
+            made_with = Profile(**config["profile"]) if config else profile  # the settings the weights fit
             model = apply_method(copy.deepcopy(base), made_with, tokenizer, method)
-            if METHOD_TABLE[method].weights:
-                load_trained(model, folder, method)  # raises when the weights are not here
-                row["weights"] = str(adapter_path(folder, method))
-                env = read_json(folder / "config.json", method)["environment"]
+            if weights is not None:
+                load_trained(model, folder, method)
+                row["weights"] = str(weights)
+                env = config["environment"] if config else {}
                 row["run"] = f"trained on {env.get('gpu') or env.get('processor', 'an unrecorded machine')}"
             else:
                 row["weights"] = "the base model as loaded"
