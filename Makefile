@@ -23,7 +23,7 @@ run: setup
 
 # Figures and report/report.pdf rebuilt from the committed results/ (no training; under a minute).
 report: setup
-	$(PY) -m peft_helpers.report
+	$(PY) -m report.build
 
 # Unit tests, then the notebooks under nbval in the smoke profile.
 test: setup
@@ -43,7 +43,7 @@ sweep: setup
 # The trained methods on your own text, without training: make summarize FILE=path/to/text.txt
 summarize: setup
 	@test -n "$(FILE)" || { echo "usage: make summarize FILE=path/to/text.txt"; exit 2; }
-	$(PY) -m peft_helpers.summarize "$(FILE)"
+	$(PY) -m tools.summarize "$(FILE)"
 
 # The five executed notebooks as HTML in html/ (not committed), to read without Jupyter.
 html: setup

@@ -8,9 +8,9 @@ Modules, in reading order: ``config`` (profiles, the method and model
 tables), ``progress`` (bars), ``models`` (models and tokenizers), ``methods``
 (the three methods), ``data`` (data, tokenization), ``training`` (one loop for
 all), ``evaluation`` (generation, ROUGE), ``results`` (files),
-``experiment`` (one call per notebook step), ``report`` (table, plots, PDF).
-``summarize`` (the trained methods on your own text). The command-line tools
-that no notebook imports live beside the package in ``tools/``.
+``experiment`` (one call per notebook step), ``plots`` (the notebooks' tables
+and figures). The report builder lives in ``report/`` beside its Typst
+template, the command-line tools that no notebook imports in ``tools/``.
 """
 
 from .config import (

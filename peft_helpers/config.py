@@ -38,6 +38,11 @@ class Method:
     settings: str | None  # the Profile field holding its settings; None: nothing is trained
     weights: str | None  # how its trained part is saved: "adapter" (a peft-format folder), "tensors" (one file)
 
+    @property
+    def trains(self) -> bool:
+        """Whether the method trains anything (zero-shot does not: no settings, no history, no weights)."""
+        return self.settings is not None
+
 
 METHOD_TABLE = {m.name: m for m in (
     Method("zero_shot", "zero-shot", "#7f7f7f", "04_comparison.ipynb", None, None),

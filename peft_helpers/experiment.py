@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
+from .config import METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
@@ -229,7 +229,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         except (ResultsError, AdapterError) as err:
             why = f"its weights could not be loaded ({err})"
     restore_initial(model)
-    if method == "zero_shot":
+    if not METHOD_TABLE[method].trains:
         print(f"{method}: evaluating, because {why}", flush=True)
         history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
     else:
@@ -259,7 +259,7 @@ def train_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fa
 def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) -> tuple[dict, list[dict]]:
     """Validation and test loss, test generations and ROUGE: the metrics of a trained ``model``."""
     profile = setup.profile
-    if method == "zero_shot":
+    if not METHOD_TABLE[method].trains:
         reset_peak_memory()
     params = parameter_report(model, verbose=False)  # the notebook prints it where the model is built
     train_peak = stats.get("peak_memory_mib") or peak_memory_mib()

@@ -288,6 +288,54 @@ def _check_fields(path: Path, method: str, present, required) -> None:
                            f"notebooks/{notebook_of(method)} for {method!r}.")
 
 
+def check_unchanged(folder: Path, method: str) -> None:
+    """Where the run left its completion record, every file it lists must be as the run wrote it: a replaced
+    predictions file or a history cut short raises ``ResultsError`` instead of reaching a table. (Committed results
+    carry no record, so a fresh clone's are read as they are.)"""
+    try:
+        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise ResultsError(f"{folder / COMPLETE} is unreadable ({err}); re-run notebooks/{notebook_of(method)} for "
+                           f"{method!r}, or delete that file to read the results without the check.") from err
+    changed = [name for name, digest in record.get("files", {}).items()
+               if name in ("config.json", "metrics.json", "predictions.jsonl", "history.csv")
+               and (folder / name).is_file() and file_sha256(folder / name) != digest]
+    if changed:
+        raise ResultsError(f"{', '.join(str(folder / n) for n in changed)} changed after the run of {method!r} "
+                           f"finished (checksums in {folder / COMPLETE}); restore {'it' if len(changed) == 1 else 'them'} "
+                           f"(git checkout) or re-run notebooks/{notebook_of(method)}.")
+
+
+def verified_rows(profile_name: str, sweep: str, root: str | Path = "results") -> list[dict]:
+    """The rows of a sweep's summary.json, each checked against its own run's metrics.json (the summary is rebuilt
+    from the runs, so a row that disagrees with its run, or has none, was edited by hand or left behind); [] when the
+    sweep has not run."""
+    folder = sweep_dir(profile_name, sweep, root)
+    path = folder / "summary.json"
+    if not path.exists():
+        return []
+    summary = read_json(path)
+    rebuild = f"rebuild it from the runs on disk: python -m tools.sweep --profile {profile_name} --sweep {sweep} --summarize"
+    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+        raise ResultsError(f"{path} has no list of rows; {rebuild}")
+    for row in summary["rows"]:
+        run = row.get("run") if isinstance(row, dict) else None
+        metrics_path = folder / str(run) / "metrics.json"
+        if run is None or not metrics_path.is_file():
+            raise ResultsError(f"{path} lists run {run!r}, whose folder {folder / str(run)} holds no metrics.json; "
+                               f"{rebuild}")
+        metrics = read_json(metrics_path)
+        found = {"val_loss": round(metrics["eval_loss"], 4), "trainable_params": metrics["trainable_params"]}
+        if "test_rouge1" in row and "test" in metrics:
+            found["test_rouge1"] = round(metrics["test"]["rouge"]["rouge1"]["mean"], 4)
+        differ = [f"{k} {row.get(k)!r} (its run: {v!r})" for k, v in found.items() if row.get(k) != v]
+        if differ:
+            raise ResultsError(f"{path}, run {run!r}: {'; '.join(differ)}: the summary does not match the run; {rebuild}")
+    return summary["rows"]
+
+
 def load_results(profile_name: str, method: str, root: str | Path = "results") -> dict:
     """``metrics``, ``config``, ``history`` (DataFrame or None) and ``predictions`` of one finished method.
 
@@ -297,6 +345,7 @@ def load_results(profile_name: str, method: str, root: str | Path = "results") -
     if method not in METHODS:
         raise ResultsError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     folder = results_dir(profile_name, method, root)
+    check_unchanged(folder, method)
     out = {
         "metrics": read_json(folder / "metrics.json", method),
         "config": read_json(folder / "config.json", method),
@@ -311,7 +360,7 @@ def load_results(profile_name: str, method: str, root: str | Path = "results") -
         raise ResultsError(f"{folder / 'predictions.jsonl'} is empty; re-run notebooks/{notebook_of(method)}.")
     for row in out["predictions"]:
         _check_fields(folder / "predictions.jsonl", method, row, PREDICTION_KEYS)
-    if method != "zero_shot":
+    if METHOD_TABLE[method].trains:
         out["history"] = read_csv(folder / "history.csv", method)
         _check_fields(folder / "history.csv", method, out["history"].columns, HISTORY_COLUMNS)
     return out

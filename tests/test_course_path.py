@@ -161,14 +161,12 @@ def test_the_five_notebooks_and_make_report_run_on_local_gpt2_and_cnndm(offline_
 
     root = Path(__file__).resolve().parents[1]
     project = tmp_path / "project"  # results, data, checkpoints and the report land here, not in the repository
-    for folder in ("notebooks", "peft_helpers", "tools"):
-        shutil.copytree(root / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb*"))
-    (project / "report").mkdir()
-    for name in ("report.typ", "theory.typ", "refs.yml", "settings.toml"):
-        shutil.copy(root / "report" / name, project / "report" / name)
+    for folder in ("notebooks", "peft_helpers", "tools", "report"):  # report/: the builder and its template
+        shutil.copytree(root / folder, project / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb*", "*.pdf", ".build-*"))
     env = {**os.environ, "PYTHONPATH": str(project), "PEFT_OVERRIDES": json.dumps(SMALL)}  # the copy's package first
     for command in (["-m", "tools.run_notebooks", "--profile", "gpt2-cnndm"],
-                    ["-m", "peft_helpers.report", "--profile", "gpt2-cnndm"]):
+                    ["-m", "report.build", "--profile", "gpt2-cnndm"]):
         run = subprocess.run([sys.executable, *command], cwd=project, env=env, capture_output=True, text=True,
                              timeout=600)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -1,45 +1,34 @@
-"""The method notebooks show the core of each method as source; that source must be the package's own, verbatim."""
+"""The method notebooks show each method's core as the package's own source, read live (``plots.show_source``); the
+committed notebooks' saved outputs of those cells must be that source as it is now."""
 
-import importlib
-import inspect
-import re
-import textwrap
+import json
 from pathlib import Path
 
-import nbformat
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SNIPPET = re.compile(r"<!-- source: ([\w.]+) -->\n```python\n(.*?)\n```", re.S)
+from tools.refresh_sources import NOTEBOOKS, resolve, saved_text, shown_text, source_cells
 
 
-def shown_sources():
+def shown():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type == "markdown":
-                for name, code in SNIPPET.findall(cell.source):
-                    yield path.stem, name, code
+        for cell, dotted in source_cells(json.loads(path.read_text(encoding="utf-8"))):
+            yield path.stem, dotted, saved_text(cell)
 
 
-def resolve(dotted: str):
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
-            continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
+def test_each_method_notebook_shows_its_method_live():
+    names = {(stem, dotted) for stem, dotted, _ in shown()}
+    assert {("01_prompt_tuning", "methods.SoftPromptModel.prepend"), ("02_last_layer_ft", "methods.prepare_last_layer"),
+            ("03_lora", "methods.LoRALayer.forward"), ("03_lora", "methods.LoRALayer.merge")} <= names
 
 
-def test_each_method_notebook_shows_its_method():
-    stems = {stem for stem, _, _ in shown_sources()}
-    assert {"01_prompt_tuning", "02_last_layer_ft", "03_lora"} <= stems
+def test_a_shown_name_resolves_to_the_package_code():
+    from peft_helpers.methods import LoRALayer
+
+    assert resolve("methods.LoRALayer.forward") is LoRALayer.forward
+    assert shown_text("methods.LoRALayer.forward").startswith("```python\ndef forward(self, x")
 
 
-@pytest.mark.parametrize("stem, name, code", list(shown_sources()), ids=lambda v: v if isinstance(v, str) and "\n" not in v else "")
-def test_shown_source_is_the_current_code(stem, name, code):
-    assert code == textwrap.dedent(inspect.getsource(resolve(name))).strip(), (
-        f"notebooks/{stem}.ipynb shows an outdated {name}; re-insert it from the package")
+@pytest.mark.parametrize("stem, dotted, saved", list(shown()), ids=lambda v: v if isinstance(v, str) and "\n" not in v else "")
+def test_the_saved_source_is_the_current_code(stem, dotted, saved):
+    assert saved == shown_text(dotted), (
+        f"notebooks/{stem}.ipynb shows an outdated {dotted}; run python -m tools.refresh_sources")

@@ -3,6 +3,7 @@ be lost or silently wrong: a renamed profile, a kill between two renames, fp16 o
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -143,18 +144,26 @@ def test_a_full_disk_while_writing_results_says_what_and_loses_nothing(setup, tm
 
 def test_make_report_on_files_that_parse_but_are_malformed_says_so_and_keeps_the_old_report(setup, tmp_path,
                                                                                              monkeypatch):
-    from peft_helpers.report import build_report
+    from report.build import build_report
 
     monkeypatch.chdir(tmp_path)
     for method in ("zero_shot", "prompt_tuning", "last_layer", "last_blocks", "lora"):
         run_method(setup, method, build_model(setup, method), root=tmp_path / "results",
                    checkpoints=tmp_path / "ck")
+    stale = tmp_path / "results" / "smoke" / "report" / ".build-killed"  # debris of a killed build
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))
     pdf = build_report("smoke", root=tmp_path / "results")
     good = pdf.read_bytes()
+    assert not stale.exists() and (pdf.parent.parent / "figures" / "theory_answers.png").stat().st_size > 50_000
     metrics = tmp_path / "results" / "smoke" / "lora" / "metrics.json"
     broken = json.loads(metrics.read_text())
     broken["rouge"]["rouge1"] = {"mean": 0.3}  # no interval
     metrics.write_text(json.dumps(broken))
+    with pytest.raises(ResultsError, match="metrics.json changed after the run of 'lora' finished"):
+        build_report("smoke", root=tmp_path / "results")  # its completion record's checksum no longer matches
+    assert pdf.read_bytes() == good
+    (metrics.parent / "complete.json").unlink()  # no record to check against (a fresh clone's committed files)
     with pytest.raises(ResultsError, match="malformed.*previous report stays"):
         build_report("smoke", root=tmp_path / "results")
     assert pdf.read_bytes() == good
@@ -176,3 +185,42 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it_and_a_measured_check_says_it_p
     pays = training.cpu_bf16_advice(xeon_amx, measure=lambda: 2.7)
     assert pays["bf16_capable"] and pays["speedup"] == 2.7 and "too little" not in pays["why"]
     assert "too little" in training.cpu_bf16_advice(zen4, measure=lambda: 1.1)["why"]
+
+
+def _fake_run(folder, val_loss, params):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"eval_loss": val_loss, "trainable_params": params}))
+
+
+def test_a_sweep_summary_edited_by_hand_or_without_its_runs_is_refused(tmp_path):
+    from peft_helpers.results import sweep_dir, verified_rows
+    from tools.sweep import chosen_full_ft_lr
+
+    folder = sweep_dir("smoke", "lora_rank", tmp_path)
+    _fake_run(folder / "r8", 2.71234, 1024)
+    summary = {"sweep": "lora_rank", "rows": [{"run": "r8", "val_loss": 2.7123, "trainable_params": 1024}]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert verified_rows("smoke", "lora_rank", tmp_path) == summary["rows"]
+    summary["rows"][0]["val_loss"] = 1.0  # the hand edit of the probe (10.788 -> 1.0)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ResultsError, match=r"val_loss 1.0 \(its run: 2.7123\).*--summarize"):
+        verified_rows("smoke", "lora_rank", tmp_path)
+    full = sweep_dir("smoke", "full_ft", tmp_path)  # a summary written by hand, no run on disk
+    full.mkdir(parents=True)
+    (full / "summary.json").write_text(json.dumps({"rows": [{"run": "lr0.0001", "val_loss": 0.5, "trainable_params": 1}]}))
+    with pytest.raises(ResultsError, match="lr0.0001.*holds no metrics.json"):
+        chosen_full_ft_lr(get_profile("smoke"), tmp_path)
+
+
+def test_a_results_file_changed_after_its_run_finished_is_not_read(setup, tmp_path):
+    from peft_helpers import load_results
+
+    run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path)
+    assert load_results("smoke", "zero_shot", tmp_path)["predictions"]
+    predictions = tmp_path / "smoke" / "zero_shot" / "predictions.jsonl"
+    rows = predictions.read_text().splitlines()
+    predictions.write_text("\n".join(rows[:-1]) + "\n")  # one row fewer: another run's file, or cut short
+    with pytest.raises(ResultsError, match="predictions.jsonl changed after the run of 'zero_shot' finished"):
+        load_results("smoke", "zero_shot", tmp_path)
+    (tmp_path / "smoke" / "zero_shot" / "complete.json").unlink()  # no record (a fresh clone's committed files)
+    assert len(load_results("smoke", "zero_shot", tmp_path)["predictions"]) == len(rows) - 1

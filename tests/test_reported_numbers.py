@@ -94,7 +94,7 @@ def test_generation_stops_at_the_end_token_and_scores_only_what_came_before(setu
 
 def test_the_paired_gap_compares_each_document_with_itself():
     """Method A recalls one more reference word than B on every document; documents differ widely in difficulty."""
-    from peft_helpers.report import paired_gap
+    from report.stats import paired_gap
 
     vocab = [f"w{i}" for i in range(400)]
     a, b = [], []
@@ -107,5 +107,7 @@ def test_the_paired_gap_compares_each_document_with_itself():
                   "prediction": " ".join(reference[:known + 1] + filler[known + 1:])})
     gap, low, high = paired_gap(a, b)
     assert gap == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
-    with pytest.raises(Exception, match="different test rows"):
-        paired_gap(a, b[::-1])
+    with pytest.raises(Exception, match=r"lora \(60 rows\) and prompt_tuning \(60 rows\).*another order"):
+        paired_gap(a, b[::-1], names=("lora", "prompt_tuning"))
+    with pytest.raises(Exception, match=r"1 ids in one only, e.g. \['59'\]"):
+        paired_gap(a, b[:-1])

@@ -49,7 +49,7 @@ def test_mismatched_lengths_are_refused():
 
 
 def test_paired_gap_sees_a_consistent_lead_and_no_lead_against_itself():
-    from peft_helpers.report import paired_gap
+    from report.stats import paired_gap
 
     refs = [f"the model improves parsing accuracy on treebank {i}" for i in range(30)]
     good = [{"id": i, "reference": r, "prediction": r.replace("treebank", "corpus")} for i, r in enumerate(refs)]

@@ -176,7 +176,7 @@ def test_an_absurd_learning_rate_is_refused_before_training():
 
 
 def test_a_run_that_never_beats_its_start_is_recorded_as_did_not_learn(setup, tmp_path, capsys):
-    from peft_helpers.report import comparison_table
+    from peft_helpers.plots import comparison_table
 
     idle = with_profile(setup, lora={"lr": 1e-12})
     result = run_method(idle, "lora", build_model(idle, "lora"), root=tmp_path, checkpoints=tmp_path / "c")
@@ -193,7 +193,8 @@ def test_a_run_that_never_beats_its_start_is_recorded_as_did_not_learn(setup, tm
 
 
 def test_the_report_is_built_whole_or_the_previous_one_stays(setup, tmp_path, monkeypatch):
-    from peft_helpers.report import build_report, output_dirs
+    from peft_helpers.plots import output_dirs
+    from report.build import build_report
 
     monkeypatch.chdir(tmp_path)
     for method in METHODS:

@@ -9,7 +9,8 @@ import torch
 
 import tools.sweep as sweep_module
 from peft_helpers import get_profile
-from peft_helpers.report import geometry_sentences, sweep_data
+from report.tables import sweep_data
+from report.words import geometry_sentences
 from tools.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
 
 
@@ -139,10 +140,9 @@ def test_lora_geometry_of_the_smoke_sweep(swept):
     assert len(sentences) == 2 and "φ(1, 1)" in sentences[0] and math.isfinite(entry["phi_1_1"])
 
 
-def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path, monkeypatch):
+def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path):
     root, _ = swept
-    monkeypatch.setattr("peft_helpers.report.sweep_dir", lambda p, s, r="results": root / p / "sweeps" / s)
-    data = sweep_data("smoke", tmp_path)
+    data = sweep_data("smoke", tmp_path, root=root)
     assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None and not data["methods_scored"]
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
     assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
@@ -220,7 +220,8 @@ def _doc_scores(groups, spread=0.15, noise=0.01, seed=0):
 
 
 def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tuning_gain_from_the_numbers():
-    from peft_helpers.report import seed_groups, seeds_data
+    from report.inputs import seed_groups
+    from report.tables import seeds_data
 
     rows = [_seed_row("zero_shot", 0, 0, 3.0, 0.30, 0.30)]
     for s, (lora, prompt) in enumerate([(0.47, 0.44), (0.46, 0.45), (0.48, 0.43)]):
@@ -254,7 +255,7 @@ def test_the_seeds_table_states_the_ranking_and_the_share_of_the_full_fine_tunin
 
 
 def test_the_prompt_sentences_follow_the_numbers():
-    from peft_helpers.report import prompt_sentences
+    from report.words import prompt_sentences
 
     def row(n, loss, r1):
         return {"run": f"n{n}", "trainable_params": 10 * n, "val_loss": loss, "val_rouge1": r1,

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     from peft_helpers.config import COMMITTED_PROFILE, get_profile
     from peft_helpers.progress import PLAIN_PROGRESS
     from peft_helpers.results import profile_dir
-    from peft_helpers.report import output_dirs
+    from peft_helpers.plots import output_dirs
 
     profile = get_profile(args.profile)
     os.environ["PEFT_PROFILE"] = profile.name

@@ -57,7 +57,7 @@ from peft_helpers.experiment import (
 from peft_helpers.methods import AdapterError, parameter_report
 from peft_helpers.results import (
     COMPLETE, ResultsError, atomic_write_json, read_csv, read_json, read_safetensors, results_dir, sweep_dir,
-    unfinished_reason,
+    unfinished_reason, verified_rows,
 )
 from peft_helpers.training import evaluate_loss
 
@@ -107,10 +107,7 @@ def full_fine_tuning(profile: Profile, lr: float) -> Profile:
 
 def chosen_full_ft_lr(profile: Profile, root: str | Path = "results") -> float | None:
     """The full_ft learning rate with the lowest validation loss, once every run of that sweep is in its summary."""
-    path = sweep_dir(profile.name, "full_ft", root) / "summary.json"
-    if not path.exists():
-        return None
-    losses = {row["run"]: row["val_loss"] for row in read_json(path)["rows"]}
+    losses = {row["run"]: row["val_loss"] for row in verified_rows(profile.name, "full_ft", root)}
     by_name = {f"lr{lr:g}": lr for lr in FULL_FT_LRS}
     if set(losses) != set(by_name):
         return None
@@ -490,6 +487,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", nargs="+", choices=SWEEPS, required=True)
     parser.add_argument("--runs", nargs="*", default=None, help="only these runs of the sweep, e.g. r8 r64")
     parser.add_argument("--list", action="store_true", help="print the sweeps' run names, one per line, and stop")
+    parser.add_argument("--summarize", action="store_true",
+                        help="only rebuild each sweep's summary.json from the runs on disk (no training)")
     args = parser.parse_args(argv)
     try:
         profile = get_profile(args.profile)
@@ -498,7 +497,7 @@ def main(argv=None) -> int:
                 print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
             return 0
         for sweep in args.sweep:
-            summary = run_sweep(profile, sweep, only=args.runs)
+            summary = summarize(profile, sweep) if args.summarize else run_sweep(profile, sweep, only=args.runs)
             print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
                   f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
     except (ConfigError, ResultsError) as err:  # a setting or a results folder the user can fix: say what, no trace

@@ -1,7 +1,7 @@
 """Summarize your own text with the trained methods, without training anything.
 
     make summarize FILE=my_abstract.txt
-    python -m peft_helpers.summarize my_abstract.txt [--profile smollm2-aclsum] [--methods lora prompt_tuning]
+    python -m tools.summarize my_abstract.txt [--profile smollm2-aclsum] [--methods lora prompt_tuning]
 
 The base model is loaded once; each method whose trained weights are in ``results/<profile>/<method>/`` (the soft
 prompt and the LoRA adapter are committed; the last-layer weights exist once their notebook has run here) is applied
@@ -20,13 +20,13 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import COMMITTED_PROFILE, METHOD_TABLE, METHODS, ConfigError, Profile, get_profile
-from .data import DataError, clean_text
-from .evaluation import generate_ids, merged
-from .experiment import apply_method, load_trained
-from .methods import AdapterError
-from .models import load_model, load_tokenizer
-from .results import ResultsError, adapter_path, read_json, results_dir
+from peft_helpers.config import COMMITTED_PROFILE, METHOD_TABLE, METHODS, ConfigError, Profile, get_profile
+from peft_helpers.data import DataError, clean_text
+from peft_helpers.evaluation import generate_ids, merged
+from peft_helpers.experiment import apply_method, load_trained
+from peft_helpers.methods import AdapterError
+from peft_helpers.models import load_model, load_tokenizer
+from peft_helpers.results import ResultsError, adapter_path, read_json, results_dir
 
 
 def read_text_file(path: str | Path) -> str:

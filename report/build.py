@@ -1,0 +1,135 @@
+"""``make report``: results -> data.json -> the Typst template -> report/report.pdf, whole or not at all.
+
+The template ``report.typ`` (beside this file) lays out the document and ``theory.typ`` holds the theory answers;
+every number they print comes from the ``data.json`` that ``tables.report_data`` makes from the results files.
+Typst ships in the ``typst`` wheel, so this works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tomllib
+import typst
+from PIL import Image
+
+from peft_helpers.config import COMMITTED_PROFILE, METHODS
+from peft_helpers.plots import output_dirs
+from peft_helpers.results import ResultsError
+
+from .inputs import collect
+from .tables import report_data
+
+TEMPLATE = Path(__file__).resolve().parent / "report.typ"
+
+
+PLACEHOLDER_AUTHOR = "Student name"  # report/settings.toml as committed: the student fills it in
+# The theory answers alone, as one tall image for notebook 04 (the same text and numbers as the PDF's section).
+THEORY_ONLY = """#import "theory.typ": theory
+#set page(width: 16cm, height: auto, margin: 0.8cm)
+#set text(font: "New Computer Modern", size: 10pt, lang: "en")
+#set par(justify: true, leading: 0.62em)
+#show heading: it => { v(0.5em); it; v(0.2em) }
+// the answers point into the report's sweeps section, which is not part of this image
+#show ref: it => if str(it.target) == "sec-sweeps" [the report's sweeps section] else { it }
+#theory(json(sys.inputs.at("data")))
+#bibliography("refs.yml", title: [References])
+"""
+
+
+_HYPHEN_MINUS = re.compile(r"(?<![\w\-.])-(?=\d)")  # "-0.003", "[-0.016": a minus; "1e-05", "2026-12-02": not
+
+
+def typeset_minus(value):
+    """Every string of the report's data with a true minus sign (U+2212) before negative numbers."""
+    if isinstance(value, str):
+        return _HYPHEN_MINUS.sub("\u2212", value)
+    if isinstance(value, list):
+        return [typeset_minus(v) for v in value]
+    if isinstance(value, dict):
+        return {k: typeset_minus(v) for k, v in value.items()}
+    return value
+
+
+def build_report(profile_name: str, root="results", settings_path: Path | None = None) -> Path:
+    """Write report.pdf (and the figures it shows, and the theory answers as an image) from ``results/`` alone.
+
+    Built completely or not at all: every method's results are read first
+    (a missing or unreadable one raises ``ResultsError`` naming it, and the
+    previous report stays), then the figures, the data file and the PDF are
+    made in a temporary folder and moved into place.
+    """
+    results = collect(profile_name, METHODS, root, strict=True)
+    figures, report = output_dirs(profile_name)
+    settings_path = settings_path or TEMPLATE.parent / "settings.toml"
+    settings = tomllib.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
+    if settings.get("author", "").strip() in ("", PLACEHOLDER_AUTHOR):
+        print(f"note: {settings_path} does not name the author yet (author = {settings.get('author', '')!r}); "
+              "put your name there and run make report again.")
+    report.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    project = Path.cwd().resolve()
+    for stale in report.glob(".build-*"):  # left by a build that was killed (a live one is minutes old at most)
+        if time.time() - stale.stat().st_mtime > 600:
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
+        tmp_figures = Path(tmp).resolve().relative_to(project) / "figures"
+        tmp_figures.mkdir()
+        try:
+            data = report_data(profile_name, results, tmp_figures, settings, root)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:  # files that parse but are malformed
+            raise ResultsError(
+                f"the results files of {profile_name!r} are malformed ({type(err).__name__}: {err}); nothing was "
+                "written and the previous report stays. Restore them (git checkout results/) or re-run the notebook "
+                "or sweep that wrote them.") from err
+        (Path(tmp) / "data.json").write_text(json.dumps(typeset_minus(data), indent=1), encoding="utf-8")
+        template = Path(tmp) / "report.typ"
+        for name in ("report.typ", "theory.typ", "refs.yml"):
+            shutil.copy(TEMPLATE.parent / name, Path(tmp) / name)
+        (Path(tmp) / "settings.toml").write_text(settings_path.read_text() if settings_path.exists() else "")
+        try:
+            typst.compile(str(template), output=str(Path(tmp) / "report.pdf"), root=str(project),
+                          sys_inputs={"data": "/" + str(tmp_figures.parent / "data.json")})
+        except RuntimeError as err:  # typst.TypstError: the template or the data does not compile
+            raise ResultsError(f"the report did not compile; the previous one stays. Typst said: {err}") from err
+        (Path(tmp) / "theory_only.typ").write_text(THEORY_ONLY, encoding="utf-8")
+        try:
+            typst.compile(str(Path(tmp) / "theory_only.typ"), output=str(tmp_figures / "theory_answers.png"),
+                          format="png", ppi=110, root=str(project),
+                          sys_inputs={"data": "/" + str(tmp_figures.parent / "data.json")})
+        except RuntimeError as err:
+            raise ResultsError(f"the theory answers did not compile; the previous report stays. Typst said: {err}") from err
+        theory = Image.open(tmp_figures / "theory_answers.png").convert("L")  # text: 4 greys, a sixth of the bytes
+        theory.quantize(colors=4, dither=Image.Dither.NONE).save(tmp_figures / "theory_answers.png", optimize=True)
+        for made in sorted(tmp_figures.iterdir()):
+            shutil.move(str(made), figures / made.name)  # same file system: a rename
+        shutil.move(str(Path(tmp) / "report.pdf"), report / "report.pdf")
+    return report / "report.pdf"
+
+
+def main(argv=None) -> int:
+    """``make report``: figures and report/report.pdf from the committed results/, training nothing."""
+
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", default=COMMITTED_PROFILE)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        pdf = build_report(args.profile)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {pdf} and its figures from results/{args.profile}/ in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The sweeps' figures: the parameter budget (LoRA ranks, prompt lengths, every method) and the subspace maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from peft_helpers.plots import COLORS
+
+from .words import method_label
+
+FULL_FT_COLOR = "#9467bd"
+
+
+def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path: Path):
+    """Validation loss and ROUGE-1 against trainable parameters: the LoRA ranks, prompt lengths and every method.
+
+    ``methods`` rows carry a mean ``val_loss``/``val_rouge1`` and, from the seeds sweep, the lowest and highest value
+    over the seeds (``<key>_min``/``<key>_max``), drawn as a bar.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8))  # printed at the page's width: text near 8 pt
+    for ax, key in zip(axes, ("val_loss", "val_rouge1")):
+        for rows, method, mark in ((rank, "lora", "o-"), (prompt, "prompt_tuning", "^-")):
+            if not rows:
+                continue
+            xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
+            label = "LoRA on q, v, by rank r" if method == "lora" else "prompt tuning, by length n"
+            ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.6, label=label)
+            # r = 1 and n = 100 share an x (57,600 parameters): LoRA's labels go above left, the prompt's below right
+            offset, align = ((-5, 7), "right") if method == "lora" else ((6, -14), "left")
+            for r, x, y in zip(rows, xs, ys):
+                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8)
+        for r in methods:
+            if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
+                continue
+            if r["method"] in ("zero_shot", "zero_shot_chat"):  # nothing trained: a line, not a point
+                ax.axhline(r[key], color=COLORS["zero_shot"], ls=":" if r["method"] == "zero_shot" else "--",
+                           label=method_label(r["method"]))
+                continue
+            color = FULL_FT_COLOR if r["method"] == "full_ft" else COLORS[r["method"]]
+            label = method_label(r["method"])
+            spread = ([[r[key] - r[f"{key}_min"]], [r[f"{key}_max"] - r[key]]] if f"{key}_min" in r else None)
+            ax.errorbar(r["trainable_params"], r[key], yerr=spread, fmt="D", color=color, ms=7, capsize=3,
+                        markeredgecolor="black", label=label + (f", notebooks' settings ({r['n_seeds']} seeds)"
+                                                                 if "n_seeds" in r else " (the notebooks' run)"))
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.set(xlabel="trainable parameters (log scale)",
+               ylabel="validation loss" if key == "val_loss" else "validation ROUGE-1")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_subspace(geometry: dict, path: Path):
+    """Hu et al.'s phi(i, j) between the r=8 and r=64 updates, one heat map per adapted matrix (mean over layers)."""
+    kinds = sorted(geometry["matrices"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 2.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        entry = geometry["matrices"][kind]
+        phi = entry["phi_mean"]
+        # the colour scale ends at the largest value, not at 1: most of phi lies between 0.1 and 0.6
+        image = ax.imshow(phi, aspect="auto", vmin=0, vmax=max(max(row) for row in phi), cmap="viridis", origin="lower",
+                          extent=(0.5, len(phi[0]) + 0.5, 0.5, len(phi) + 0.5))
+        ax.set(title=f"{kind}: phi(i, j), mean over {entry['layers']} layers", xlabel=f"j (top directions of {geometry['large']})",
+               ylabel=f"i ({geometry['small']})")
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig

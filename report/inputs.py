@@ -1,0 +1,124 @@
+"""What the report reads: every method's results, the sweeps' summaries, per-document scores of the seeds runs.
+
+Every path is under ``root`` (``results/`` unless a test or a tool says otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from peft_helpers.config import Profile
+from peft_helpers.data import source_rows
+from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example
+from peft_helpers.results import (
+    ResultsError, load_results, profile_dir, read_json, read_jsonl, sweep_dir, verified_rows,
+)
+
+SEED_ORDER = ("zero_shot", "zero_shot_chat", "prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft")
+
+
+def collect(profile_name: str, methods, root="results", strict: bool = False) -> dict[str, dict]:
+    """Results of every method that has them; a clear message for each one that does not.
+
+    With ``strict``, one missing or unreadable method raises ``ResultsError``
+    naming every such method, its file and the notebook to run.
+    """
+    found, missing = {}, []
+    for method in methods:
+        try:
+            found[method] = load_results(profile_name, method, root)
+        except ResultsError as err:
+            missing.append(str(err))
+    if strict and missing:
+        raise ResultsError("the report needs every method's results; nothing was written. " + " ".join(missing))
+    for message in missing:
+        print("missing:", message)
+    if not found:
+        raise ResultsError(f"no results at all for profile {profile_name!r}; run notebooks 01-03 first.")
+    return found
+
+
+def sweep_rows(profile_name: str, sweep: str, root="results") -> list[dict]:
+    """The finished runs of a sweep (``tools.sweep``), each checked against its run's files, or [] when it has not
+    run."""
+    return verified_rows(profile_name, sweep, root)
+
+
+def planned_runs(profile_name: str, sweep: str, root="results") -> int | None:
+    """How many runs the sweep plans (its summary records it), or None when it has not run."""
+    path = sweep_dir(profile_name, sweep, root) / "summary.json"
+    return read_json(path).get("n_runs") if path.exists() else None
+
+
+def seed_groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """The seeds sweep's rows by method (``full_ft`` apart from last_blocks), in SEED_ORDER, each sorted by seed."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["run"].split("-s")[0], []).append(r)
+    return {k: sorted(groups[k], key=lambda r: r["seed"]) for k in SEED_ORDER if k in groups}
+
+
+def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results") -> dict[str, np.ndarray]:
+    """Per-document test ROUGE-1 of every seeds run: method -> array (seeds, documents), documents in one order."""
+
+    folder = sweep_dir(profile_name, "seeds", root)
+    out, ids = {}, None
+    for method, rows in groups.items():
+        per_seed = []
+        for row in rows:
+            test = [p for p in read_jsonl(folder / row["run"] / "predictions.jsonl", row["method"])
+                    if p.get("split") == "test"]
+            order = [p["id"] for p in test]
+            if ids is None:
+                ids = order
+            elif order != ids:
+                raise ResultsError(f"the seeds run {row['run']} scored other test documents than {rows[0]['run']} "
+                                   f"({len(order)} vs {len(ids)} rows); run the seeds sweep again for it.")
+            per_seed.append(rouge_per_example([p["prediction"] for p in test], [p["reference"] for p in test])["rouge1"])
+        out[method] = np.stack(per_seed)
+    return out
+
+
+def prompt_length_pair(profile_name: str, prompt: list[dict], root="results") -> dict | None:
+    """Validation ROUGE-1 of the longest prompt minus 20 tokens', per document, paired (one seed each)."""
+    runs = {int(r["run"][1:]) for r in prompt}
+    if 20 not in runs or max(runs) <= 20:
+        return None
+    scores = {}
+    for n in (20, max(runs)):
+        rows = read_jsonl(sweep_dir(profile_name, "prompt_length", root) / f"n{n}" / "predictions.jsonl", "prompt_tuning")
+        scores[n] = (rouge_per_example([r["prediction"] for r in rows], [r["reference"] for r in rows])["rouge1"],
+                     [r["id"] for r in rows])
+    if scores[20][1] != scores[max(runs)][1]:
+        return None
+    return paired_seed_bootstrap(scores[max(runs)][0], scores[20][0])
+
+
+def run_drift(profile_name: str, seeds: list[dict], root="results") -> float | None:
+    """How far identical settings and seed land apart in validation loss: the notebooks' prompt tuning, its seeds
+    run 0, and the search's run of the same settings (they differ in the order of floating-point sums)."""
+
+    values = [r["val_loss"] for r in seeds if r["run"] == "prompt_tuning-s0"]
+    try:
+        folder = profile_dir(profile_name, root) / "prompt_tuning"
+        values.append(read_json(folder / "metrics.json")["eval_loss"])
+        pt = Profile(**read_json(folder / "config.json")["profile"]).prompt_tuning
+        same = f"n_tokens={pt.n_tokens}, lr={pt.lr:g}" + (f", epochs={pt.epochs}" if pt.epochs else "")
+        search = profile_dir(profile_name, root) / "search.json"  # the search's run of the same settings (older code)
+        if search.exists():
+            values += [r["best val loss"] for r in read_json(search)["rows"]
+                       if r["method"] == "prompt_tuning" and r["settings"] == same]
+    except (ResultsError, KeyError, TypeError, ValueError):
+        pass
+    return max(values) - min(values) if len(values) > 1 else None
+
+
+def source_documents(results: dict[str, dict]) -> dict:
+    """Test document id -> the document's text, from the data the run read (empty where it cannot be read here)."""
+
+    try:
+        profile = Profile(**next(iter(results.values()))["config"]["profile"])
+        rows, _ = source_rows(profile)
+        return {r["id"]: r["document"] for r in rows.get("test", [])}
+    except Exception:  # the hub or a local copy missing here: the examples show no document, nothing else changes
+        return {}

@@ -1,0 +1,462 @@
+"""Sentences decided from the numbers: every ordering, tie and comparison the report states, and the number
+formats it states them in."""
+
+from __future__ import annotations
+
+from peft_helpers.evaluation import verdict
+from peft_helpers.plots import LABELS
+
+from .stats import mean_sd, output_stats, paired_gap, smallest_within
+
+FULL_FT_LABEL = "full fine-tuning"
+
+
+CHAT_LABEL = "zero-shot, chat template"
+
+
+TUNE_LABELS = {"last_layer": "last layer (LM head)", "last_blocks": "last blocks + norm", "prompt_tuning":
+               "prompt tuning (20 tokens)", "prompt_tuning_n100": "prompt tuning, 100 tokens", "lora":
+               "LoRA (all seven projections)", "lora_qv": "LoRA on q, v", "full_ft": "full fine-tuning"}
+
+
+def capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def method_label(key: str) -> str:
+    return {"full_ft": FULL_FT_LABEL, "zero_shot_chat": CHAT_LABEL}.get(key) or LABELS[key]
+
+
+def number(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def plus_minus(values: list[float], digits: int = 3) -> str:
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def p_value(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def percent_of_weights(fraction: float) -> str:
+    """A share of the model's weights in percent, two significant figures."""
+    return f"{float(f'{fraction * 100:.2g}'):g}%"
+
+
+def percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
+def times(share: float | None, fraction: float) -> str:
+    """A ratio to two significant figures: 8,005 -> 8,000×, 95.3 -> 95×, 5.27 -> 5.3×."""
+    if share is None:
+        return "n/a"
+    ratio = float(f"{share / fraction:.2g}")
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:#.2g}×"
+
+
+def trim(text: str, words: int = 60) -> str:
+    """At most ``words`` words, cut at the end of a sentence when one is near, marked when cut."""
+    parts = text.split()
+    if len(parts) <= words:
+        return " ".join(parts) or "(empty)"
+    cut = " ".join(parts[:words])
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+    return (cut[: end + 1] if end > len(cut) // 2 else cut) + " [...]"
+
+
+def device_name(row: dict) -> str:
+    return row.get("device", "an unrecorded machine")
+
+
+def discussion(results: dict[str, dict]) -> list[str]:
+    """Paragraphs that explain the differences from the files: precision, recall and length, what each method learned,
+    overfitting, and cost. Orderings here are of one training run per method, paired over the test documents."""
+    trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
+    if not trained:
+        return ["No trained method has results yet."]
+    stats = {m: output_stats(r["predictions"]) for m, r in results.items()}
+    best_rouge = max(trained, key=lambda m: trained[m]["rouge"]["rouge1"]["mean"])
+    best_loss = min(trained, key=lambda m: trained[m]["eval_loss"])
+    out = []
+    tied = []
+    for method in trained:
+        if method != best_rouge:
+            gap, low, high = paired_gap(results[best_rouge]["predictions"], results[method]["predictions"],
+                                         names=(best_rouge, method))
+            if verdict(low, high) == "tied":
+                tied.append(f"{LABELS[method]} ({gap:+.3f} [{low:+.3f}, {high:+.3f}])")
+    lead = (f"In these runs (one training run per method) {LABELS[best_rouge]} has the highest test ROUGE-1 and "
+            + ("the lowest validation loss" if best_rouge == best_loss else
+               f"{LABELS[best_loss]} the lowest validation loss") + ". ")
+    lead += (("Paired over the test documents, it is tied with " + "; ".join(tied) + " and ahead of the rest "
+              "(95% intervals of the ROUGE-1 gap). ") if tied else
+             "Paired over the test documents, the 95% interval of its ROUGE-1 gap to every other method excludes zero, "
+             "in this one run each. ")
+    out.append(lead + ("Section 6 repeats every method with three training seeds; the orderings the report "
+                       "concludes on come from there." if len(trained) > 1 else ""))
+    ref = next(iter(stats.values()))
+    parts = [f"{LABELS[m]} {st['precision']:.2f} / {st['recall']:.2f} / {st['words']:.0f} words"
+             for m, st in stats.items()]
+    text = (f"Why the scores differ: ROUGE-1 F1 is the harmonic mean of precision (the share of a summary's words "
+            f"found in the reference) and recall (the share of the reference's words found in the summary). "
+            f"Precision / recall / mean length, against references of {ref['ref_words']:.0f} words: "
+            + "; ".join(parts) + ". ")
+    terse = [m for m, st in stats.items() if m in trained and st["precision"] - st["recall"] > 0.1]
+    if terse:
+        text += ("Short summaries lose on recall: " + " and ".join(
+            f"{LABELS[m]} writes {stats[m]['words']:.0f} words and recalls {stats[m]['recall']:.2f} of the reference "
+            f"at a precision of {stats[m]['precision']:.2f}" for m in terse) + ". ")
+    long = [m for m, st in stats.items() if st["hit_cap"] >= st["n"] // 4 and st["capped_r1"] is not None
+            and st["ended_r1"] is not None]
+    if long:
+        text += ("Repeated trigrams are blocked, so a summary that runs to the token cap is not a loop; it goes on "
+                 "past the reference's content. " + capital("; ".join(
+                     f"{LABELS[m]} runs to the cap {stats[m]['hit_cap']}/{stats[m]['n']} times, and its capped "
+                     f"summaries score {stats[m]['capped_r1']:.3f} ROUGE-1 against {stats[m]['ended_r1']:.3f} for the "
+                     "rest" for m in long)) + ".")
+    out.append(text)
+    learned = [m for m in trained if stats[m]["they"] >= stats[m]["n"] // 2]
+    missed = [m for m in trained if m not in learned]
+    text = (f"What the methods learned shows in the form of their outputs. The references follow a template: "
+            f"{ref['ref_they']} of {ref['n']} state the approach in a sentence that starts \"They ...\" and "
+            f"{ref['ref_existing']} open with \"Existing ...\". ")
+    if learned:
+        text += (capital(" and ".join(LABELS[m] for m in learned)) + " took it up (\"They\" in " + ", ".join(
+            f"{stats[m]['they']}" for m in learned) + f" of {ref['n']} summaries; \"Existing\" as the first word in "
+            + ", ".join(f"{stats[m]['existing']}" for m in learned) + ", more often than the references do). ")
+    if missed:
+        text += (capital(" and ".join(LABELS[m] for m in missed)) + " did not (\"They\" in " + ", ".join(
+            f"{stats[m]['they']}" for m in missed) + f"; the untrained model: {stats.get('zero_shot', ref)['they']}): "
+            "training moved their loss but not the register of their text, which stays the model's own.")
+    out.append(text)
+    rose = []
+    for m, r in results.items():
+        h = r.get("history")
+        if h is None or len(h) < 3:
+            continue
+        gap = r["metrics"]["eval_loss"] - h.train_loss.dropna().iloc[-1]
+        if h.eval_loss.iloc[-1] > h.eval_loss.min() + 1e-9:
+            rose.append(f"{LABELS[m]} (training loss {h.train_loss.dropna().iloc[-1]:.2f} at the end, validation "
+                        f"{h.eval_loss.min():.3f} at its best epoch and {h.eval_loss.iloc[-1]:.3f} after the last)")
+        elif gap > 0.3:
+            rose.append(f"{LABELS[m]} (a training/validation gap of {gap:.2f}, validation still falling)")
+    if rose:
+        out.append("Overfitting on 100 training documents: " + "; ".join(rose) + ". Early stopping keeps the weights "
+                   "of the best validation epoch, so the reported numbers are from before the rise.")
+    costs = sorted(trained, key=lambda m: trained[m].get("train_time_s") or 0)
+    out.append("Cost: " + "; ".join(
+        f"{LABELS[m]} {trained[m].get('train_time_s') or 0:,.0f} s and {trained[m]['peak_memory_mib']:,.0f} MiB peak"
+        for m in costs) + ". The parameter counts of the papers do not translate into time here: the last-layer "
+        "variants compute the frozen part once and train on its cached output, while prompt tuning and LoRA run the "
+        "whole model forward and backward every step. The savings Hu et al. report for LoRA (a third of the GPU memory "
+        "of full fine-tuning on GPT-3 175B) come mostly from the optimiser state of the frozen weights, which is small "
+        "at 135M parameters; here the activations kept for the backward pass through every block dominate.")
+    return out
+
+
+def rank_sentence(rank: list[dict], seed_sd: float | None, alpha: float) -> tuple[str, str]:
+    """What the rank sweep shows, against LoRA's spread across training seeds; and the smallest rank inside it."""
+    by_r = sorted(rank, key=lambda r: int(r["run"][1:]))
+    best = min(r["val_loss"] for r in by_r)
+    noise = seed_sd if seed_sd else 0.02  # without seeds: the 0.02 the earlier sweeps used
+    enough = next(r for r in by_r if r["val_loss"] - best <= noise)
+    worse = [r for r in by_r if r["val_loss"] - best > noise]
+    within = [r["run"][1:] for r in by_r if r["val_loss"] - best <= noise]
+    text = ("Validation loss by rank: " + ", ".join(f"r = {r['run'][1:]} {number(r['val_loss'])}" for r in by_r) + ". ")
+    basis = (f"LoRA's standard deviation across training seeds ({noise:.4f}, seeds table)" if seed_sd else
+             "0.02 (no seeds sweep to measure the noise)")
+    if worse:
+        text += ("Against " + basis + ", " + ", ".join(
+            f"r = {r['run'][1:]} is {r['val_loss'] - best:.3f} worse than the best ({(r['val_loss'] - best) / noise:.1f}×)"
+            for r in worse) + f"; r = {', '.join(within)} lie within it. ")
+    else:
+        text += f"Every rank lies within {basis} of the best. "
+    first, last = int(by_r[0]["run"][1:]), int(by_r[-1]["run"][1:])
+    text += (f"The scale α/r falls {last // first}-fold from r = {first} to r = {last} (α stays {alpha:g}): "
+             "this sweep changes the rank and the update's scale together (one seed each).")
+    return text, enough["run"][1:]
+
+
+def geometry_sentences(geometry: dict) -> list[str]:
+    """What the subspace similarity and amplification figures say, decided from the numbers (report and answer 4)."""
+    small, large = geometry["small"][1:], geometry["large"][1:]
+    entries = sorted(geometry["matrices"].items())
+    k = int(small)
+
+    def each(value, digits=2):
+        return " and ".join(f"{value(e):.{digits}f}" for _, e in entries)
+
+    kinds = " and ".join(kind for kind, _ in entries)
+    d_in = entries[0][1]["d_in"]
+    top = min(e["phi_1_1"] * e["d_in"] for _, e in entries)  # φ(1, 1) in units of chance
+    spread = max(e["phi_8_64"] / e["phi_8_64_random"] for _, e in entries)  # φ(k, large) in units of chance
+    agree = "far above chance" if top >= 10 else "above chance" if top >= 2 else "no better than chance"
+    first = (f"The r = {small} and r = {large} adapters were trained separately, each from its own random A. For "
+             f"{kinds}, their top input directions agree {agree}: φ(1, 1) = {each(lambda e: e['phi_1_1'])} (two "
+             f"random directions: {1 / d_in:.4f}). With more directions the agreement falls: φ({k}, {k}) = "
+             f"{each(lambda e: e['phi_mean'][k - 1][k - 1])} (random: {k / d_in:.3f}), and the whole r = {small} "
+             f"update lies in the r = {large} span only to φ({small}, {large}) = {each(lambda e: e['phi_8_64'])}, "
+             f"against {entries[0][1]['phi_8_64_random']:.2f} for a random {small}-dimensional subspace.")
+    if top >= 10 and spread < 3:
+        first += (" The two ranks share much of their top direction, while the rest of each update has far less in common "
+                  "with the other, as Hu et al. found on GPT-3 (sec. 7.2).")
+    amp = [e[f"amplification_{geometry['small']}"] for _, e in entries]
+    ratio = [a["along_delta"] / a["along_random"] for a in amp]
+    versus = ("well above" if min(ratio) >= 2 else "about what" if max(ratio) < 2 and min(ratio) > 0.5 else "mixed against")
+    def both(key, digits=2):
+        return " and ".join(f"{a[key]:.{digits}f}" for a in amp)
+
+    below = "far below" if all(a["along_delta"] < 0.25 * a["along_weight"] for a in amp) else "below"
+    share = max(a["delta_norm"] / a["weight_norm"] for a in amp)
+    second = (f"For these query/value adapters, along the top-{small} directions of ΔW, W's component (‖UᵀWV‖: {both('along_delta')}) is "
+              f"{versus} random directions give ({both('along_random')}) and {below} W's own top {small} "
+              f"directions ({both('along_weight', 1)}); ‖ΔW‖ is {both('delta_norm')} against ‖W‖ = "
+              f"{both('weight_norm', 0)}, an amplification factor ‖ΔW‖ / ‖UᵀWV‖ of {both('factor')}.")
+    # Hu et al. (sec. 7.3) report two separate things for GPT-3: W's component along Delta W's top directions is larger
+    # than along random ones, and Delta W is large against that component (||Delta W|| / ||U^T W V|| ~ 21.5, r = 4)
+    if min(ratio) >= 2:
+        second += (" As in Hu et al.'s GPT-3, ΔW's directions carry more of W than random directions do (there, too, "
+                   "far less than W's own top directions); their second number, the amplification factor, was about "
+                   "21.5 for r = 4.")
+    else:
+        second += (f" Hu et al. found, on GPT-3, that ΔW's directions carry more of W than random directions do; here "
+                   f"they do not, and ΔW is at most {share:.1%} of ‖W‖ in norm. This rests on one training seed, 52 "
+                   "updates and a base whose weights were quantised to 4 bits, without a comparison against the "
+                   "adapter at its initialisation, so it says only that this update did not single out directions W "
+                   "already holds, not what it adds instead.")
+    return [first, second]
+
+
+def ranking_sentence(groups: dict[str, list[dict]], pairs: list[dict]) -> str:
+    """The methods' order by mean test ROUGE-1, and which neighbours the paired seed-aware intervals separate."""
+    seeds = sorted({r["seed"] for m, rows in groups.items() if m != "zero_shot" for r in rows})
+    means = {m: sum(r["test_rouge1"] for r in rows) / len(rows) for m, rows in groups.items()}
+    order = sorted(means, key=means.get, reverse=True)
+    text = (f"By mean test ROUGE-1 over training seeds {', '.join(map(str, seeds))}: "
+            + ", ".join(f"{method_label(m)} {means[m]:.3f}" for m in order) + ". ")
+    by_pair = {(r["a"], r["b"]): r for r in pairs}
+    steps = [by_pair[(a, b)] for a, b in zip(order, order[1:]) if (a, b) in by_pair]
+    text += ("Each method against the next one down, paired over the same test documents with training seeds "
+             "resampled too (95% interval of the ROUGE-1 gap): " + "; ".join(
+                 f"{method_label(r['a'])} {'ahead of' if r['verdict'] == 'ahead' else 'tied with'} {method_label(r['b'])} "
+                 f"({r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}])" for r in steps) + ". ")
+    far_ties = [r for r in pairs if r["verdict"] == "tied" and r not in steps]
+    if far_ties:
+        text += "Also tied: " + "; ".join(f"{method_label(r['a'])} and {method_label(r['b'])}" for r in far_ties) + ". "
+    lost = [r for r in pairs if r["verdict"] == "ahead" and r["holm_verdict"] == "tied"]
+    text += (f"Every pair is in the pairwise table; after Holm's correction for its {len(pairs)} comparisons "
+             + ("every lead stands." if not lost else
+                "these leads become ties: " + "; ".join(f"{method_label(r['a'])} vs {method_label(r['b'])}" for r in lost) + "."))
+    return text
+
+
+def chat_sentence(plain: dict, chat: list[dict] | None, pairs: list[dict]) -> str | None:
+    """The untrained model with its chat template against the plain prompt every method shares."""
+    if not chat:
+        return None
+    c = chat[0]
+    pair = next((r for r in pairs if {r["a"], r["b"]} == {"zero_shot", "zero_shot_chat"}), None)
+    text = (f"Prompted through its chat template (an instruction, \"Summarize the following text:\", then the document, "
+            f"as the user's turn), the untrained model scores test ROUGE-1 {c['test_rouge1']:.3f} and validation loss "
+            f"{c['val_loss']:.3f}, against {plain['test_rouge1']:.3f} and {plain['val_loss']:.3f} with the plain "
+            "prompt")
+    if pair is not None:
+        sign = 1 if pair["a"] == "zero_shot_chat" else -1
+        low, high = sorted((sign * pair["low"], sign * pair["high"]))
+        word = verdict(low, high)
+        text += (f" (chat - plain {sign * pair['mean']:+.3f} [{low:+.3f}, {high:+.3f}]: "
+                 + {"ahead": "the chat template is ahead", "behind": "the plain prompt is ahead",
+                    "tied": "tied"}[word] + ")")
+    stronger = max(c["test_rouge1"], plain["test_rouge1"])
+    text += (f". Gains over zero-shot elsewhere in this report are over the plain prompt; over the stronger of the two "
+             f"baselines (ROUGE-1 {stronger:.3f}) they are {'smaller' if stronger > plain['test_rouge1'] else 'the same'}.")
+    below = [r["b"] for r in pairs if r["a"] == "zero_shot_chat" and r["b"] != "zero_shot" and r["verdict"] == "ahead"]
+    if below:
+        text += (" " + capital(" and ".join(method_label(m) for m in below)) + (" score" if len(below) > 1 else " scores")
+                 + " below the untrained model prompted through its chat template (paired, seeds resampled).")
+    return text
+
+
+def lora_vs_full(loss_share: float, r1_share: float, lora: list[dict], full: list[dict], pair: dict | None) -> dict:
+    """What theory answer 4 says of LoRA against full fine-tuning: ROUGE-1 by the paired seed-aware interval, the
+    loss by whether it is lower in every seed."""
+    params, total = lora[0]["trainable_params"], full[0]["trainable_params"]
+    full_by_seed = {r["seed"]: r["test_loss"] for r in full}
+    shared = [r for r in lora if r["seed"] in full_by_seed]
+    if shared and all(full_by_seed[r["seed"]] < r["test_loss"] for r in shared):
+        loss = "full fine-tuning reaches the lower test loss in every seed"
+    elif shared and all(full_by_seed[r["seed"]] > r["test_loss"] for r in shared):
+        loss = "LoRA reaches the lower test loss in every seed"
+    else:
+        loss = "neither reaches the lower test loss in every seed"
+    if pair is None:
+        rouge = "ROUGE-1 was not compared"
+    else:
+        lora_minus_ft = pair["mean"] if pair["a"] == "lora" else -pair["mean"]
+        low, high = (pair["low"], pair["high"]) if pair["a"] == "lora" else (-pair["high"], -pair["low"])
+        word = {"ahead": "LoRA is ahead on ROUGE-1", "behind": "full fine-tuning is ahead on ROUGE-1",
+                "tied": "the two are tied on ROUGE-1"}[verdict(low, high)]
+        rouge = f"{word} (LoRA - full fine-tuning {lora_minus_ft:+.3f} [{low:+.3f}, {high:+.3f}])"
+    seeds = str(len(lora)) if len(lora) == len(full) else f"{len(lora)} and {len(full)}"
+    return {"loss": percent(loss_share), "rouge1": percent(r1_share), "params": f"{params:,}",
+            "percent": percent_of_weights(params / total).rstrip("%"), "ft_params": f"{total:,}", "seeds": seeds,
+            "verdict": f"{rouge}, and {loss}"}
+
+
+def spread_sentence(groups: dict[str, list[dict]]) -> str:
+    """Training-seed spread against the test set's own sampling error, per method (both as standard deviations)."""
+    larger, smaller = [], []
+    for m, g in groups.items():
+        if len(g) < 2:
+            continue
+        sd = mean_sd([r["test_rouge1"] for r in g])[1]
+        error = sum((r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 / 1.96 for r in g) / len(g)
+        (larger if sd > error else smaller).append(f"{method_label(m)} ({sd:.3f} vs {error:.3f})")
+    text = ("Against the standard error of test ROUGE-1 over the 100 test documents (the bootstrap half-width / 1.96), "
+            "the standard deviation across seeds is ")
+    parts = []
+    if smaller:
+        parts.append("smaller for " + ", ".join(smaller))
+    if larger:
+        parts.append("larger for " + ", ".join(larger))
+    text += " and ".join(parts) + " (sd across seeds vs standard error; three seeds give a rough sd)."
+    if larger:
+        text += (" Where the seed spread is the larger, one training run cannot rank methods whose means differ by "
+                 "about that much.")
+    return text
+
+
+def devices_sentence(all_rows: list[dict]) -> str:
+    """Which machines ran the sweeps' runs, with counts."""
+    counts: dict[str, list[str]] = {}
+    for r in all_rows:
+        counts.setdefault(device_name(r), []).append(r["run"])
+    parts = sorted(counts.items(), key=lambda item: -len(item[1]))
+    text = " and ".join(f"{d} ({len(runs)} run{'s' * (len(runs) != 1)}"
+                        + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
+    mixed = sorted({r["run"].split("-s")[0] for r in all_rows if "-s" in r["run"]
+                    and device_name(r) != parts[0][0]}) if len(parts) > 1 else []
+    tail = (f" A sweep continues on whichever machine runs it next, so for {' and '.join(method_label(m) for m in mixed)} the "
+            f"spread across seeds also includes the machine." if mixed else "")
+    return f"The runs of this section ran on {text}.{tail}"
+
+
+def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None = None,
+                     drift: float | None = None) -> list[str]:
+    """What the prompt-length and initialisation runs say next to Lester et al. (2021), decided from the numbers.
+
+    ``paired``: the longest prompt's validation ROUGE-1 minus 20 tokens', paired over documents
+    (``paired_seed_bootstrap``); ``drift``: the spread of validation loss between runs of identical settings.
+    """
+    out = []
+    if prompt:
+        by_n = {int(r["run"][1:]): r for r in prompt}
+        best = min(by_n.values(), key=lambda r: r["val_loss"])
+        enough = smallest_within(prompt)
+        first = min(by_n)
+        text = (f"Validation loss falls from {number(by_n[first]['val_loss'])} with {first} soft "
+                f"token{'s' * (first != 1)} to {number(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt "
+                f"within 0.02 of the lowest is n = {enough['run'][1:]}.")
+        if 20 in by_n and max(by_n) > 20:
+            longest = max(by_n)
+            gain = by_n[20]["val_loss"] - min(r["val_loss"] for n, r in by_n.items() if n > 20)
+            text += f" Beyond 20 tokens the loss still drops by {gain:.3f}"
+            if len([n for n in by_n if n > 20]) > 1:
+                before = max(n for n in by_n if n < longest)
+                step = by_n[before]["val_loss"] - by_n[longest]["val_loss"]
+                text += (f" ({step:.3f} of it from n = {before} to {longest}"
+                         + (f", inside the run-to-run drift of identical settings ({drift:.3f}: the search's, the notebook's and "
+                            "seed 0's runs of the same prompt-tuning settings)" if drift and
+                            abs(step) < drift else "") + ")")
+            text += "."
+            if paired is not None:
+                word = verdict(paired["low"], paired["high"])
+                text += (f" Validation ROUGE-1 at n = {longest} minus n = 20, paired over the same validation documents: "
+                         f"{paired['mean']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}], "
+                         + ("a tie: on 50 documents ROUGE does not resolve the longer prompt's gain in loss, in line "
+                            "with the marginal gains Lester et al. found past about 20 tokens (one seed each)."
+                            if word == "tied" else
+                            f"the longer prompt {'ahead' if word == 'ahead' else 'behind'} (one seed each)."))
+        out.append(text)
+    if init:
+        ordered = sorted(init, key=lambda r: r["val_loss"])
+        spread = round(ordered[-1]["val_loss"], 3) - round(ordered[0]["val_loss"], 3)
+        text = ("With 20 tokens, the initialisations give validation losses " + ", ".join(
+            f"{r['init']} {number(r['val_loss'])}" for r in ordered) + f" (a spread of {spread:.3f}; validation ROUGE-1 "
+            + ", ".join(f"{number(r['val_rouge1'])}" for r in ordered) + ").")
+        text += (" In validation loss the initialisation still matters at 135M parameters, as Lester et al. found for "
+                 "their smaller models: the starts from real embeddings end ahead of random noise (one seed each; "
+                 "ROUGE-1 does not separate them)."
+                 if spread > 0.02 and ordered[-1]["init"] == "uniform" else
+                 " At this size the initialisation changes little, which Lester et al. saw only for large models."
+                 if spread <= 0.02 else "")
+        out.append(text)
+    return out
+
+
+def conclusion(results: dict[str, dict], seeds: dict | None = None) -> str:
+    """One paragraph: the ranking (from the seeds' paired comparisons when they exist, else one run per method)."""
+    if seeds and seeds.get("pairs"):
+        text = seeds["ranking"].split(" Every pair is in the pairwise table")[0]
+        chat = [r for r in seeds["pairs"] if r["a"] == "zero_shot_chat" and r["verdict"] == "ahead"
+                and r["b"] != "zero_shot"]
+        if chat:
+            text += (" Against the untrained model prompted through its chat template, "
+                     + " and ".join(method_label(r["b"]) for r in chat) + " fall behind.")
+        return text + (" These are the notebooks' settings, not yet tuned alike (section 6 states how far the tuning "
+                       "protocol has run).")
+    trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
+    by_rouge = sorted(trained, key=lambda m: -trained[m]["rouge"]["rouge1"]["mean"])
+    ranking = ", then ".join(f"{LABELS[m]} ({trained[m]['rouge']['rouge1']['mean']:.3f}, "
+                             f"{trained[m]['trainable_params']:,} trained parameters)" for m in by_rouge)
+    text = f"By mean test ROUGE-1 in one training run each, the methods come {ranking}."
+    if "zero_shot" in results:
+        z = results["zero_shot"]["metrics"]
+        text += (f" Every trained method scores above the untrained model (ROUGE-1 {z['rouge']['rouge1']['mean']:.3f})"
+                 if all(t["rouge"]["rouge1"]["mean"] > z["rouge"]["rouge1"]["mean"] for t in trained.values())
+                 else " Not every trained method scores above the untrained model")
+        text += ("; which of these gaps the test documents separate is in the discussion (paired intervals), and "
+                 "one run per method does not show how much a second training run would move them.")
+    return text
+
+
+def verdicts(results: dict[str, dict], pairs: list[dict] | None = None) -> dict[str, str]:
+    """The clauses of the theory answers that depend on which number is larger, decided from the numbers.
+
+    ``pairs``: the seed-aware pairwise comparisons (``pairwise``), which decide orderings when they exist.
+    """
+    m = {k: r["metrics"] for k, r in results.items()}
+    out = {}
+    if "zero_shot" in m and "prompt_tuning" in m and results["prompt_tuning"]["history"] is not None:
+        start = float(results["prompt_tuning"]["history"].eval_loss.iloc[0])
+        change = start - m["zero_shot"]["eval_loss"]
+        out["discrete_prompt"] = (
+            f"the instruction as a discrete prompt changes it by {change:+.3f} nats, too little to call a help or a "
+            "harm from one run" if abs(change) < 0.02 else
+            f"the instruction as a discrete prompt lowers it by {-change:.3f} nats" if change < 0 else
+            f"the instruction as a discrete prompt raises it by {change:.3f} nats")
+    pair = next((r for r in pairs or [] if {r["a"], r["b"]} == {"lora", "prompt_tuning"}), None)
+    if pair is not None:  # three training seeds each: the seed-aware paired interval decides
+        sign = 1 if pair["a"] == "lora" else -1
+        gap, low, high = sign * pair["mean"], *sorted((sign * pair["low"], sign * pair["high"]))
+        word = verdict(low, high)
+        out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
+                                  "tied": "the two are tied"}[word]
+                                 + f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] test ROUGE-1 over "
+                                   "three training seeds each, paired over documents with seeds resampled)")
+    elif "prompt_tuning" in m and "lora" in m:
+        gap, low, high = paired_gap(results["lora"]["predictions"], results["prompt_tuning"]["predictions"],
+                                     names=("lora", "prompt_tuning"))
+        word = verdict(low, high)
+        out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
+                                  "tied": "the two are tied"}[word]
+                                 + f" in this one training run each (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, "
+                                   f"{high:+.3f}] ROUGE-1, paired over the same test documents)")
+    if "lora" in m and "last_blocks" in m:
+        out["placement"] = ("the low-rank update spread over every block reached the lower validation loss"
+                            if m["lora"]["eval_loss"] < m["last_blocks"]["eval_loss"] else
+                            "the full-rank update of the last blocks reached the lower validation loss")
+    return out
