@@ -181,16 +181,21 @@ def local_cnndm(folder: Path) -> tuple[dict[str, list[dict]], str]:
             raise DataError(f"{CNNDM_PATH}={str(folder)!r}: expected one of {split}.parquet, {split}.arrow, "
                             f"{split}.jsonl, found {[p.name for p in found] or 'none'}.")
         path = found[0]
-        if path.suffix == ".jsonl":
-            table = read_jsonl(path)
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+        try:
+            if path.suffix == ".jsonl":
+                table = read_jsonl(path)
+            elif path.suffix == ".parquet":
+                import pyarrow.parquet as pq
 
-            table = pq.read_table(path).to_pylist()
-        else:
-            from datasets import Dataset as ArrowDataset
+                table = pq.read_table(path).to_pylist()
+            else:
+                from datasets import Dataset as ArrowDataset
 
-            table = ArrowDataset.from_file(str(path))
+                table = ArrowDataset.from_file(str(path))
+        except Exception as err:  # pyarrow's ArrowInvalid, OSError, a JSON line cut short: the file, not the code
+            raise DataError(f"{path} could not be read ({type(err).__name__}: {str(err)[:200]}); it is cut short or "
+                            f"not a {path.suffix[1:]} file. Write it again, or unset {CNNDM_PATH} to use the hub."
+                            ) from err
         try:
             raw[split] = cnndm_rows(table)
         except DataError as err:

@@ -71,7 +71,14 @@ def _gpt2(auto_class, what: str, needs, **kwargs):
     """GPT-2's ``what`` (tokenizer or checkpoint) from the local copy ``$PEFT_GPT2_PATH`` when named, else the hub."""
     folder = local_folder(GPT2_PATH, needs)
     if folder:
-        return auto_class.from_pretrained(folder, local_files_only=True, **kwargs)
+        try:
+            return auto_class.from_pretrained(folder, local_files_only=True, **kwargs)
+        except Exception as err:  # a JSON, tokenizer or safetensors file cut short: each library raises its own kind
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ConfigError(f"{GPT2_PATH}={str(folder)!r}: the gpt2 {what} there could not be read "
+                              f"({type(err).__name__}: {first[:200]}). A file is cut short or is not what its name "
+                              "says; write the copy again with save_pretrained, or unset the variable to use the "
+                              "hub.") from err
     require_hub(f"the gpt2 {what}")
     try:
         return auto_class.from_pretrained("gpt2", **kwargs)
@@ -171,6 +178,10 @@ def load_model(profile: Profile, tokenizer=None):
         if model.config.model_type != "gpt2":  # a local copy of another model
             raise ConfigError(f"{GPT2_PATH}={os.environ.get(GPT2_PATH)!r} holds a {model.config.model_type!r} model, "
                               "not GPT-2.")
+        if tokenizer is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ConfigError(f"{GPT2_PATH}={os.environ.get(GPT2_PATH)!r}: the model's vocabulary has "
+                              f"{model.get_input_embeddings().num_embeddings} rows but its tokenizer {len(tokenizer)} "
+                              "ids; the model and tokenizer files come from different checkpoints.")
     elif profile.model == "smollm2-135m":
         model = _load_smollm2(AutoModelForCausalLM)
     elif profile.model == "tiny-gpt2":

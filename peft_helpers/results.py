@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -169,6 +170,7 @@ def write_unit(folder: Path, settings_hash: str, write) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     recover_unit(folder)  # never delete a moved-aside result below without putting it back first
+    remove_debris(folder.parent, f".{folder.name}.*.tmp")  # partial folders of killed runs: never read, now removed
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     old = folder.parent / f".{folder.name}.old"
     try:
@@ -190,9 +192,22 @@ def write_unit(folder: Path, settings_hash: str, write) -> Path:
     return folder
 
 
+def remove_debris(parent: Path, pattern: str, age_s: float = 600) -> None:
+    """Delete what a killed write left behind (``pattern`` in ``parent``), once it is older than ``age_s`` seconds (a
+    write still running elsewhere is younger)."""
+    now = time.time()
+    for stale in Path(parent).glob(pattern):
+        try:
+            if now - stale.stat().st_mtime > age_s:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete: it is ignored anyway
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_debris(path.parent, f".{path.name}.*.tmp")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -224,9 +239,17 @@ def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metad
     return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def _remedy(path: Path, method: str) -> str:
+    """What remakes ``path``: the sweep command for a file of a sweep's run, else the method's notebook."""
+    parts = Path(path).parts
+    if "sweeps" in parts[:-1] and parts.index("sweeps") + 1 < len(parts) - 1:
+        sweep = parts[parts.index("sweeps") + 1]
+        return f"python -m tools.sweep --sweep {sweep} (it makes that run again)"
+    return f"notebooks/{notebook_of(method)}"
+
+
 def _missing(path: Path, method: str) -> ResultsError:
-    notebook = notebook_of(method)
-    return ResultsError(f"no results for {method!r}: {path} is missing. Run notebooks/{notebook} first.")
+    return ResultsError(f"no results for {method!r}: {path} is missing. Run {_remedy(path, method)} first.")
 
 
 def read_json(path: Path, method: str = "") -> dict:
@@ -236,7 +259,7 @@ def read_json(path: Path, method: str = "") -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run {_remedy(path, method)}.") from err
 
 
 def read_jsonl(path: Path, method: str = "") -> list[dict]:
@@ -246,7 +269,7 @@ def read_jsonl(path: Path, method: str = "") -> list[dict]:
     try:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run {_remedy(path, method)}.") from err
 
 
 def read_csv(path: Path, method: str = "") -> pd.DataFrame:
@@ -256,7 +279,7 @@ def read_csv(path: Path, method: str = "") -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run notebooks/{notebook_of(method)}.") from err
+        raise ResultsError(f"{path} is corrupt ({err}); delete it and re-run {_remedy(path, method)}.") from err
 
 
 def read_safetensors(path: Path, method: str = "", metadata: bool = False):

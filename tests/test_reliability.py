@@ -224,3 +224,77 @@ def test_a_results_file_changed_after_its_run_finished_is_not_read(setup, tmp_pa
         load_results("smoke", "zero_shot", tmp_path)
     (tmp_path / "smoke" / "zero_shot" / "complete.json").unlink()  # no record (a fresh clone's committed files)
     assert len(load_results("smoke", "zero_shot", tmp_path)["predictions"]) == len(rows) - 1
+
+
+def test_a_local_gpt2_copy_cut_short_or_from_another_checkpoint_is_named(setup, tmp_path, monkeypatch):
+    from peft_helpers.models import load_model
+
+    make_gpt2().save_pretrained(tmp_path)
+    monkeypatch.setenv("PEFT_GPT2_PATH", str(tmp_path))
+    profile = get_profile("gpt2-cnndm")
+    assert load_model(profile).config.model_type == "gpt2"
+    with pytest.raises(ConfigError, match=r"vocabulary has \d+ rows but its tokenizer \d+ ids"):
+        load_model(profile, setup.tokenizer)  # the smoke tokenizer: more ids than this model's 101-row vocabulary
+    config = tmp_path / "config.json"
+    whole = config.read_text()
+    config.write_text(whole[: len(whole) // 2])
+    with pytest.raises(ConfigError, match="the gpt2 checkpoint there could not be read.*cut short"):
+        load_model(profile)
+    config.write_text(whole)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="the gpt2 checkpoint there could not be read"):
+        load_model(profile)
+
+
+def test_a_local_cnndm_file_cut_short_is_named(tmp_path):
+    from peft_helpers import DataError
+    from peft_helpers.data import local_cnndm
+
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.jsonl").write_text('{"id": "1", "article": "a b c", "highlights": "a"}\n')
+    assert len(local_cnndm(tmp_path)[0]["test"]) == 1
+    (tmp_path / "test.jsonl").unlink()
+    (tmp_path / "test.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(DataError, match=r"test.parquet could not be read .*not a parquet file"):
+        local_cnndm(tmp_path)
+
+
+def test_the_launch_command_says_a_settings_error_in_one_line(capsys, monkeypatch):
+    from tools.launch import main
+
+    monkeypatch.setenv("PEFT_OVERRIDES", json.dumps({"lora": {"r": -1}}))
+    assert main(["--profile", "smoke", "--methods", "lora"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: LoRA rank r must be a positive integer, got -1."]
+
+
+def test_a_broken_file_of_a_sweep_points_to_the_sweep_command_not_a_notebook(tmp_path):
+    from peft_helpers.results import read_json, sweep_dir
+
+    run = sweep_dir("smoke", "seeds", tmp_path) / "lora-s1"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{cut")
+    with pytest.raises(ResultsError, match=r"re-run python -m tools.sweep --sweep seeds"):
+        read_json(run / "metrics.json", "lora")
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "metrics.json").write_text("{cut")
+    with pytest.raises(ResultsError, match=r"re-run notebooks/03_lora.ipynb"):
+        read_json(tmp_path / "lora" / "metrics.json", "lora")
+
+
+def test_what_a_killed_write_left_behind_is_removed_by_the_next_write(tmp_path):
+    folder = tmp_path / "smoke" / "lora"
+    folder.parent.mkdir(parents=True)
+    partial = folder.parent / ".lora.abc123.tmp"  # a results folder killed half-written (no completion record)
+    partial.mkdir()
+    (partial / "metrics.json").write_text("{")
+    stray = tmp_path / ".summary.json.xyz.tmp"  # an atomic file write killed before its rename
+    stray.write_text("{")
+    young = folder.parent / ".lora.live.tmp"  # a write still running somewhere: left alone
+    young.mkdir()
+    for old in (partial, stray):
+        os.utime(old, (0, 0))
+    write_unit(folder, "h", lambda tmp: (tmp / "metrics.json").write_text("{}"))
+    atomic_write_json({}, tmp_path / "summary.json")
+    assert folder.is_dir() and not partial.exists() and not stray.exists() and young.exists()

@@ -162,11 +162,15 @@ def test_the_seeds_sweep_adds_full_fine_tuning_at_the_learning_rate_validation_c
     assert list(plan)[0] == "zero_shot" and len(plan) == 1 + 4 * 3  # no full_ft summary yet
     assert {p.seed for name, (_, p) in plan.items() if name.endswith("-s2")} == {2}
     folder = sweep_dir("smoke", "full_ft", tmp_path)
-    folder.mkdir(parents=True)
-    rows = [{"run": "lr1e-05", "val_loss": 3.0}, {"run": "lr3e-05", "val_loss": 2.5}]
-    (folder / "summary.json").write_text(json.dumps({"rows": rows}))
+    rows = [{"run": "lr1e-05", "val_loss": 3.0}, {"run": "lr3e-05", "val_loss": 2.5}, {"run": "lr0.0001", "val_loss": 2.7}]
+    for row in rows:  # each summary row stands for a run on disk (the summary is checked against them)
+        row["trainable_params"] = 1000
+        (folder / row["run"]).mkdir(parents=True)
+        (folder / row["run"] / "metrics.json").write_text(json.dumps({"eval_loss": row["val_loss"],
+                                                                      "trainable_params": 1000}))
+    (folder / "summary.json").write_text(json.dumps({"rows": rows[:2]}))
     assert sweep_module.chosen_full_ft_lr(profile, tmp_path) is None  # one learning rate has not finished
-    (folder / "summary.json").write_text(json.dumps({"rows": rows + [{"run": "lr0.0001", "val_loss": 2.7}]}))
+    (folder / "summary.json").write_text(json.dumps({"rows": rows}))
     assert sweep_module.chosen_full_ft_lr(profile, tmp_path) == 3e-5
     plan = runs(profile, "seeds", tmp_path)
     full = {name: p for name, (m, p) in plan.items() if name.startswith("full_ft")}

@@ -85,6 +85,9 @@ def test_results_are_written_reused_and_corruption_is_reported(setup, tmp_path, 
                        trainable_state(model)["transformer.h.0.attn.c_attn.lora_B"])
 
     (folder / "metrics.json").write_text("{ not json")
+    with pytest.raises(ResultsError, match="metrics.json changed after the run of 'lora' finished.*03_lora"):
+        load_results("smoke", "lora", tmp_path)  # the completion record's checksum catches it first
+    (folder / "complete.json").unlink()  # without a record (committed results), the parse error names the file
     with pytest.raises(ResultsError, match="corrupt.*03_lora"):
         load_results("smoke", "lora", tmp_path)
     (folder / "metrics.json").unlink()

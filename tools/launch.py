@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from peft_helpers.config import METHOD_TABLE, get_profile
+from peft_helpers.config import METHOD_TABLE, ConfigError, get_profile
+from peft_helpers.data import DataError
+from peft_helpers.methods import AdapterError
+from peft_helpers.results import ResultsError
 
 
 def process_rank() -> tuple[int, int]:
@@ -28,8 +32,6 @@ def process_rank() -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    from peft_helpers.experiment import build_model, prepare, run_method, train_method
-
     trained = [m for m, spec in METHOD_TABLE.items() if spec.settings]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=None, help="default: $PEFT_PROFILE or auto")
@@ -38,6 +40,17 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoints", default="checkpoints")
     args = parser.parse_args(argv)
     rank, world = process_rank()
+    try:
+        return _train_then_evaluate(args, rank, world)
+    except (ConfigError, DataError, ResultsError, AdapterError) as err:  # settings or files the user can fix
+        if rank == 0:  # every process meets the same error: one message, not one traceback per process
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _train_then_evaluate(args, rank: int, world: int) -> int:
+    from peft_helpers.experiment import build_model, prepare, run_method, train_method
+
     profile = get_profile(args.profile)
     if rank == 0:
         setup = prepare(profile)  # the first process writes the data cache, the others read it after the barrier
