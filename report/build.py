@@ -22,7 +22,7 @@ from PIL import Image
 
 from peft_helpers.config import COMMITTED_PROFILE, METHODS
 from peft_helpers.plots import output_dirs
-from peft_helpers.results import ResultsError
+from peft_helpers.results import ResultsError, remove_debris
 
 from .inputs import collect
 from .tables import report_data
@@ -76,9 +76,7 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
     report.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     project = Path.cwd().resolve()
-    for stale in report.glob(".build-*"):  # left by a build that was killed (a live one is minutes old at most)
-        if time.time() - stale.stat().st_mtime > 600:
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_debris(report, ".build-*")  # left by a build that was killed (a live one is minutes old at most)
     with tempfile.TemporaryDirectory(dir=report, prefix=".build-") as tmp:
         tmp_figures = Path(tmp).resolve().relative_to(project) / "figures"
         tmp_figures.mkdir()
