@@ -80,7 +80,7 @@ def test_cnndm_schema_and_missing_columns(tokenizer):
     profile = get_profile("gpt2-cnndm")
     encoded = tokenize_splits(DatasetDict({"test": Dataset.from_list(kept)}), tokenizer, profile)
     assert encoded["test"][0]["target_ids"][-1] == tokenizer.eos_token_id
-    with pytest.raises(DataError, match="highlights"):
+    with pytest.raises(DataError, match=r"^the CNN/DailyMail table, row 1, lacks column\(s\) \['highlights'\]"):
         cnndm_rows([{"id": "a", "article": "x"}])
 
 

@@ -55,6 +55,7 @@ def test_a_verdict_is_ahead_only_when_the_interval_excludes_zero():
     assert verdict(-0.02, -0.001) == "behind"
     assert verdict(-0.001, 0.02) == "tied" and verdict(0.0, 0.02) == "tied"
     assert verdict(0.001, 0.02, lower_is_better=True) == "behind"
+    assert verdict(-0.02, -0.001, lower_is_better=True) == "ahead"  # a lower loss
 
 
 def test_intervals_are_reproducible_from_their_seed_and_follow_it():
