@@ -462,6 +462,116 @@ def _cache_frozen_part(model, splits, pad_id: int, config: TrainConfig, device, 
     return features
 
 
+def _trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that train, or a clear error when there are none or LoRA is merged (no gradient reaches it)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; apply a method (soft prompt, LoRA, last layer) first.")
+    if any(getattr(m, "merged", False) for m in model.modules()):  # gradients would not reach A and B
+        raise ConfigError("the model's LoRA layers are merged into their weights; unmerge them (unmerge_lora(model), "
+                          "or leave the `with merged(model):` block) before training.")
+    return params
+
+
+@dataclass
+class _Loop:
+    """The moving parts of one training run, so that ``train`` reads as its steps: a batch, a validation check, an
+    epoch."""
+
+    model: nn.Module
+    params: list
+    optimizer: object  # accelerate's wrapper of AdamW
+    scheduler: object
+    accelerator: object
+    state: TrainState
+    best_weights: dict
+    features: dict | None  # cached frozen-part features (last-layer methods), else None
+    splits: object
+    pad_id: int
+    config: TrainConfig
+    lr: float
+    micro: int  # rows per forward pass
+    lengths: list = field(default_factory=list)  # tokens per training row
+
+    def evaluate(self, epoch_float: float, train_loss: float) -> None:
+        """One validation check: the history row, the best weights, the patience count."""
+        state, started = self.state, time.perf_counter()
+        eval_loss = (self.features["validation"].mean_loss(self.model, self.config.batch_size) if self.features else
+                     evaluate_loss(self.model, self.splits["validation"], self.pad_id, self.config.batch_size,
+                                   self.accelerator.device, show=False))
+        state.validation_time += time.perf_counter() - started
+        _check_finite(eval_loss, "the validation loss", state, self.lr)
+        state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
+                              "eval_loss": eval_loss, "lr": self.scheduler.get_last_lr()[0],
+                              "elapsed": round(state.train_time, 2)})
+        if eval_loss < state.best - 1e-6:
+            state.best, state.since_best = eval_loss, 0
+            self.best_weights.update(trainable_state(self.model))
+        else:
+            state.since_best += 1
+
+    def part_loss(self, part: list[int], count: int) -> torch.Tensor:
+        """The summed loss of training rows ``part`` divided by ``count``, the labelled tokens of their whole batch."""
+        if self.features:
+            loss_sum, _ = self.features["train"].loss(self.model, part)
+        else:
+            batch = TrainCollator(self.pad_id)([self.splits["train"][j] for j in part])
+            loss_sum, _ = summary_loss(self.model, {k: v.to(self.accelerator.device) for k, v in batch.items()})
+        return loss_sum / count
+
+    def step(self, indices: list[int]) -> float:
+        """One batch: its micro-batches' gradients added up, then one optimizer update; returns the batch loss."""
+        accelerator, state = self.accelerator, self.state
+        world, rank = accelerator.num_processes, accelerator.process_index
+        rows = [self.splits["train"][j] for j in indices]
+        count = max(int((TrainCollator(self.pad_id)(rows)["labels"][:, 1:] != -100).sum()), 1)
+        with accelerator.accumulate(self.model):
+            batch_loss = 0.0
+            share = by_length(indices, self.lengths)[rank::world] if world > 1 else indices  # this process's rows
+            for part in micro_batches(share, self.lengths, self.micro):
+                with accelerator.autocast():
+                    loss = self.part_loss(part, count)  # this part's share of the batch's mean loss
+                batch_loss += loss.item()
+                _check_finite(batch_loss, "the training loss", state, self.lr)
+                accelerator.backward(loss)
+            if world > 1:
+                batch_loss = sum_across_processes(self.params, batch_loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                self.scheduler.step()
+                state.update += 1
+        state.tokens += sum(self.lengths[j] for j in indices)
+        return batch_loss
+
+    def epoch(self, seed: int, per_epoch: int, bar) -> None:
+        """One pass over the training rows in a seeded order, with validation checks at the fixed cadence; stops
+        early once validation has not improved ``patience`` times in a row."""
+        state, config = self.state, self.config
+        eval_points = {round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
+        epoch = state.epoch
+        self.model.train()
+        order = torch.randperm(len(self.lengths), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
+        losses, started = [], time.perf_counter()
+        for i in range(per_epoch):
+            losses.append(self.step(order[i * config.batch_size:(i + 1) * config.batch_size]))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", best_val=f"{state.best:.3f}")
+            if i + 1 in eval_points:
+                state.train_time += time.perf_counter() - started
+                self.evaluate(epoch + (i + 1) / per_epoch, sum(losses) / len(losses))
+                losses, started = [], time.perf_counter()
+                self.model.train()
+                if state.since_best >= config.patience:
+                    state.stopped_early = True
+                    break
+        state.epoch = epoch + 1
+        state.peak_memory_mib = max(state.peak_memory_mib, peak_memory_mib())
+
+
 def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float, seed: int = 0,
           checkpoint_dir: str | Path | None = None, config_hash: str = "") -> tuple[pd.DataFrame, dict]:
     """Train the parameters of ``model`` that require grad; returns (history, stats).
@@ -473,15 +583,9 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     they beat the starting validation loss. NaN or inf losses raise
     ``TrainingError``.
     """
-    accelerator = make_accelerator(config)
-    world, rank = accelerator.num_processes, accelerator.process_index  # 1, 0 unless torchrun or accelerate launch started several
+    accelerator = make_accelerator(config)  # one process unless torchrun or accelerate launch started several
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters; apply a method (soft prompt, LoRA, last layer) first.")
-    if any(getattr(m, "merged", False) for m in model.modules()):  # gradients would not reach A and B
-        raise ConfigError("the model's LoRA layers are merged into their weights; unmerge them (unmerge_lora(model), "
-                          "or leave the `with merged(model):` block) before training.")
+    params = _trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
     total = math.ceil(per_epoch / config.grad_accum) * config.epochs  # optimizer updates
@@ -489,93 +593,28 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     device = accelerator.device
     model.to(device)  # one process; accelerate handles precision, accumulation and the optimizer
     optimizer = accelerator.prepare(optimizer)
-    eval_points = {round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     state, best_weights, resumed_after = (_resume(ckpt, model, optimizer, scheduler, config_hash)
                                           or (TrainState(hash=config_hash), trainable_state(model), 0))
     features = _cache_frozen_part(model, splits, pad_id, config, device, state)
-    train_rows, collate = splits["train"], TrainCollator(pad_id)
-    micro, lengths = micro_batch_size(config, device), [row_length(r) for r in train_rows]
-
-    def evaluate(epoch_float: float, train_loss: float) -> None:
-        """One validation check: the history row, the best weights, the patience count."""
-        started = time.perf_counter()
-        eval_loss = (features["validation"].mean_loss(model, config.batch_size) if features else
-                     evaluate_loss(model, splits["validation"], pad_id, config.batch_size, device, show=False))
-        state.validation_time += time.perf_counter() - started
-        _check_finite(eval_loss, "the validation loss", state, lr)
-        state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
-                              "eval_loss": eval_loss, "lr": scheduler.get_last_lr()[0],
-                              "elapsed": round(state.train_time, 2)})
-        if eval_loss < state.best - 1e-6:
-            state.best, state.since_best = eval_loss, 0
-            best_weights.update(trainable_state(model))
-        else:
-            state.since_best += 1
-
-    def step(indices: list[int]) -> float:
-        """One batch: its micro-batches' gradients added up, then one optimizer update; returns the batch loss."""
-        count = max(int((collate([train_rows[j] for j in indices])["labels"][:, 1:] != -100).sum()), 1)
-        with accelerator.accumulate(model):
-            batch_loss = 0.0
-            share = by_length(indices, lengths)[rank::world] if world > 1 else indices  # this process's rows
-            for part in micro_batches(share, lengths, micro):
-                with accelerator.autocast():
-                    if features:
-                        loss_sum, _ = features["train"].loss(model, part)
-                    else:
-                        batch = collate([train_rows[j] for j in part])
-                        loss_sum, _ = summary_loss(model, {k: v.to(device) for k, v in batch.items()})
-                    loss = loss_sum / count  # this part's share of the batch's mean loss
-                batch_loss += loss.item()
-                _check_finite(batch_loss, "the training loss", state, lr)
-                accelerator.backward(loss)
-            if world > 1:
-                batch_loss = sum_across_processes(params, batch_loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if accelerator.sync_gradients:
-                scheduler.step()
-                state.update += 1
-        state.tokens += sum(lengths[j] for j in indices)
-        return batch_loss
-
+    loop = _Loop(model, params, optimizer, scheduler, accelerator, state, best_weights, features, splits, pad_id,
+                 config, lr, micro_batch_size(config, device), [row_length(r) for r in splits["train"]])
     if not state.history:
-        evaluate(0.0, float("nan"))  # the starting point of the loss curve
+        loop.evaluate(0.0, float("nan"))  # the starting point of the loss curve
     bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training", unit="batch",
-                   disable=rank > 0)
+                   disable=accelerator.process_index > 0)
     while state.epoch < config.epochs and not state.stopped_early:
-        epoch = state.epoch
-        model.train()
-        order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        torch.manual_seed(seed + 1000 * (epoch + 1))  # dropout stream, reproducible on resume
-        losses, started = [], time.perf_counter()
-        for i in range(per_epoch):
-            losses.append(step(order[i * config.batch_size:(i + 1) * config.batch_size]))
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", best_val=f"{state.best:.3f}")
-            if i + 1 in eval_points:
-                state.train_time += time.perf_counter() - started
-                evaluate(epoch + (i + 1) / per_epoch, sum(losses) / len(losses))
-                losses, started = [], time.perf_counter()
-                model.train()
-                if state.since_best >= config.patience:
-                    state.stopped_early = True
-                    break
-        state.epoch = epoch + 1
-        state.peak_memory_mib = max(state.peak_memory_mib, peak_memory_mib())
-        if ckpt and rank == 0:  # every process holds the same weights and state
+        loop.epoch(seed, per_epoch, bar)
+        if ckpt and accelerator.process_index == 0:  # every process holds the same weights and state
             save_checkpoint(ckpt, model, optimizer.optimizer, best_weights, state)
-        if world > 1:
+        if accelerator.num_processes > 1:
             accelerator.wait_for_everyone()
     bar.close()
     load_trainable_state(model, best_weights)
     model.eval()
     return pd.DataFrame(state.history), _summary(state, accelerator.mixed_precision, device, features is not None,
-                                                 micro, resumed_after)
+                                                 loop.micro, resumed_after)
 
 
 def _summary(state: TrainState, mixed_precision: str, device, cached_features: bool, micro: int,
