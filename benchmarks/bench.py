@@ -205,15 +205,6 @@ def generation_speed(model, impl: str, vocab: int, gen_batch: int, gen_prompt: i
     return {"gen_tokens_per_s": new_tokens / elapsed, "gen_new_tokens": new_tokens, "gen_s": elapsed}
 
 
-def cpu_flags() -> dict:
-    """Whether the CPU has the instructions that make bf16 matmuls fast (AMX, AVX512-BF16)."""
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return {}
-    return {"amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags, "avx512f": "avx512f" in flags}
-
-
 def find(results, model, method, impl):
     return next((r for r in results if (r["model"], r["method"], r["impl"]) == (model, method, impl)), None)
 
@@ -283,6 +274,8 @@ def main(argv=None) -> int:
     ratios = ratios_for(results, args.models)
     import peft
     import transformers
+
+    from peft_helpers.training import cpu_flags
 
     env = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
            "platform": platform.platform(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from peft_helpers import ConfigError, DataError, build_model, get_profile, load_model, load_tokenizer, prepare, run_method
+from peft_helpers import ConfigError, DataError, get_profile, load_model, load_tokenizer
 from peft_helpers.config import METHODS, cpu_estimate
 from peft_helpers.data import aclsum_rows, source_rows
 

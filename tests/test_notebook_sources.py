@@ -2,7 +2,6 @@
 committed notebooks' saved outputs of those cells must be that source as it is now."""
 
 import json
-from pathlib import Path
 
 import pytest
 
