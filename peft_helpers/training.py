@@ -342,6 +342,12 @@ def sum_across_processes(params: list[nn.Parameter], batch_loss: float) -> float
 
 
 def linear_schedule(optimizer, warmup: int, total: int):
+    """Linear warm-up over ``warmup`` updates, then linear decay to 0 at ``total``.
+
+    transformers' ``get_linear_schedule_with_warmup`` is the same shape but gives the first update a learning rate
+    of 0; here it gets lr / warmup. Every committed result was trained with this one, so it stays until they are
+    all made again."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
