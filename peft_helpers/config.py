@@ -306,6 +306,10 @@ class Profile:
 
         A dict for a settings section changes only the fields it names.
         """
+        if "name" in changes and changes["name"] != self.name:
+            raise ConfigError(f"a profile's name cannot be changed (asked: name={changes['name']!r} for profile "
+                              f"{self.name!r}): results are filed under it. Choose the profile itself, e.g. "
+                              f"get_profile({changes['name']!r}).")
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:

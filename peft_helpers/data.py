@@ -256,19 +256,21 @@ def load_splits(profile: Profile, raw: dict[str, list[dict]] | None = None) -> t
 # ---------------------------------------------------------------------------
 
 
-def check_context(profile: Profile, model_config, n_virtual: int = 0) -> None:
+def check_context(profile: Profile, model_config, n_virtual: int = 0, tokenizer=None) -> None:
     """Raise when soft prompt + document + separator + summary/generation cannot fit the model."""
     limit = getattr(model_config, "n_positions", None) or getattr(model_config, "max_position_embeddings", None)
-    # a bound on the separator's tokens ("\nTL;DR:" is 5 in the GPT-2 and SmolLM2 tokenizers); the chat template's
-    # system turn, instruction and turn markers are 48 for SmolLM2
+    # the separator's tokens as the tokenizer counts them ("\nTL;DR:" is 5 in the GPT-2 and SmolLM2 tokenizers), else
+    # a bound; the chat template's system turn, instruction and turn markers are 48 for SmolLM2 (bound 64)
     separator = 64 if profile.prompt_format == "chat" else 16
+    if tokenizer is not None and profile.prompt_format != "chat":
+        separator = len(tokenizer(profile.separator, add_special_tokens=False)["input_ids"])
     longest = n_virtual + profile.max_doc_tokens + separator + max(profile.max_summary_tokens + 1,
                                                             profile.generation.max_new_tokens)
     if limit and longest > limit:
         raise ConfigError(
-            f"context overflow: {n_virtual} soft tokens + {profile.max_doc_tokens} document + separator + "
+            f"context overflow: {n_virtual} soft tokens + {profile.max_doc_tokens} document + {separator} separator + "
             f"{max(profile.max_summary_tokens + 1, profile.generation.max_new_tokens)} summary tokens = {longest} "
-            f"> the model's {limit} positions; lower max_doc_tokens or the prompt length."
+            f"> the model's {limit} positions; lower max_doc_tokens, the prompt length or the separator."
         )
 
 

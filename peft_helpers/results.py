@@ -135,9 +135,17 @@ def recover_unit(folder: Path) -> str | None:
 
 
 def finished_with_other_settings(folder: Path, method: str, settings_hash: str) -> bool:
-    """Whether ``folder`` holds a whole finished result (every file as its completion record says) made with settings
-    other than ``settings_hash``: a result a new run must not silently replace."""
+    """Whether ``folder`` holds a whole finished result (every file as its completion record says, or a committed
+    result: every file there and its config.json's hash) made with settings other than ``settings_hash``: a result a
+    new run must not silently replace."""
     folder = Path(folder)
+    if not (folder / COMPLETE).exists():  # a committed result (no completion record): its config.json names its hash
+        try:
+            made_with = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("hash")
+        except (OSError, ValueError, AttributeError):
+            return False
+        return (isinstance(made_with, str) and made_with != settings_hash
+                and all((folder / name).is_file() for name in unit_files(method)))
     try:
         record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):

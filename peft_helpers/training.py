@@ -409,7 +409,16 @@ def save_checkpoint(folder: Path, model, optimizer, best_weights: dict, state: T
     opt_tensors, groups = _optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
     meta = {"state": json.dumps(asdict(state)), "optimizer": json.dumps(groups)}
-    return atomic_write_safetensors(tensors, Path(folder) / CHECKPOINT, metadata=meta)
+    from safetensors import SafetensorError
+
+    try:
+        return atomic_write_safetensors(tensors, Path(folder) / CHECKPOINT, metadata=meta)
+    except (OSError, SafetensorError) as err:  # a full or read-only disk
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ResultsError(f"could not write the checkpoint {Path(folder) / CHECKPOINT} ({reason}); training stopped "
+                           f"after epoch {state.epoch}. Nothing else was lost (the previous checkpoint, if any, is "
+                           f"whole): free space or choose a writable checkpoints folder (run_method(..., "
+                           f"checkpoints=...)), then run again to resume.") from err
 
 
 def load_checkpoint(folder: Path, model, optimizer, config_hash: str):

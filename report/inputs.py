@@ -5,13 +5,15 @@ Every path is under ``root`` (``results/`` unless a test or a tool says otherwis
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from peft_helpers.config import Profile
 from peft_helpers.data import source_rows
-from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example
+from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example, rouge_summary
 from peft_helpers.results import (
-    ResultsError, load_results, profile_dir, read_json, read_jsonl, sweep_dir, verified_rows,
+    ResultsError, load_results, profile_dir, read_json, read_jsonl, results_dir, sweep_dir, verified_rows,
 )
 
 SEED_ORDER = ("zero_shot", "zero_shot_chat", "prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft")
@@ -29,6 +31,8 @@ def collect(profile_name: str, methods, root="results", strict: bool = False) ->
             found[method] = load_results(profile_name, method, root)
         except ResultsError as err:
             missing.append(str(err))
+            continue
+        check_consistent(results_dir(profile_name, method, root), found[method])
     if strict and missing:
         raise ResultsError("the report needs every method's results; nothing was written. " + " ".join(missing))
     for message in missing:
@@ -36,6 +40,48 @@ def collect(profile_name: str, methods, root="results", strict: bool = False) ->
     if not found:
         raise ResultsError(f"no results at all for profile {profile_name!r}; run notebooks 01-03 first.")
     return found
+
+
+def _numbers(value, where: str = ""):
+    """Every number in a nested dict/list, with where it sits (``rouge.rouge1.mean``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{where}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield where, value
+
+
+def check_consistent(folder, result: dict) -> None:
+    """A method's files agree with each other, or ``ResultsError`` names the file that does not: every number in
+    metrics.json finite, its ROUGE (means and intervals) what predictions.jsonl gives, its validation loss the best of
+    history.csv (to 1e-5: training keeps a new best only when it improves by more than 1e-6). Committed results carry
+    no completion record, so this is what catches a hand edit, a file copied from another method, or a history cut
+    short."""
+    metrics = result["metrics"]
+    for where, value in _numbers(metrics):
+        if not math.isfinite(value):
+            raise ResultsError(f"{folder / 'metrics.json'}: {where} is {value}; a finished result has finite numbers. "
+                               f"Restore the file (git checkout) or run its notebook again.")
+    rows = result["predictions"]
+    seed = result["config"].get("profile", {}).get("seed", 0) if isinstance(result["config"], dict) else 0
+    got = rouge_summary([r["prediction"] for r in rows], [r["reference"] for r in rows], seed=seed)
+    for key, want in metrics["rouge"].items():
+        have = got.get(key, {})
+        if not isinstance(want, dict) or any(abs(have.get(f, math.inf) - want.get(f, math.inf)) > 1e-9
+                                             for f in ("mean", "low", "high")):
+            raise ResultsError(f"{folder / 'metrics.json'}: {key} is not what {folder / 'predictions.jsonl'} gives "
+                               f"(mean {have.get('mean', math.nan):.4f} from the predictions); one of the two was "
+                               f"changed or copied from another result. Restore them (git checkout) or run the "
+                               f"notebook again.")
+    history = result["history"]
+    if history is not None and len(history) and abs(float(history["eval_loss"].min()) - metrics["eval_loss"]) > 1e-5:
+        raise ResultsError(f"{folder / 'metrics.json'}: eval_loss {metrics['eval_loss']:.4f} is not the best "
+                           f"validation loss of {folder / 'history.csv'} ({float(history['eval_loss'].min()):.4f}); "
+                           f"one of the two was changed or cut short. Restore them (git checkout) or run the notebook "
+                           f"again.")
 
 
 def sweep_rows(profile_name: str, sweep: str, root="results") -> list[dict]:

