@@ -70,3 +70,27 @@ def test_intervals_are_reproducible_from_their_seed_and_follow_it():
 def test_an_interval_touching_zero_is_a_tie_on_either_side():
     assert verdict(-0.02, 0.0) == "tied" and verdict(0.0, 0.0) == "tied"
     assert verdict(-0.02, -1e-9) == "behind" and verdict(1e-9, 0.02) == "ahead"
+
+
+def test_the_paired_interval_draws_every_document_and_weighs_seeds_as_a_mean():
+    lead_in_first = paired_seed_bootstrap(np.array([100.0, 0, 0, 0, 0]), np.zeros(5))
+    assert lead_in_first["mean"] == 20.0 and lead_in_first["high"] > 0  # the first document is drawn too
+    constant = paired_seed_bootstrap(np.ones((3, 50)), np.zeros((3, 50)))  # 3 seeds, every gap exactly 1
+    assert constant["low"] == pytest.approx(1.0) and constant["high"] == pytest.approx(1.0)
+
+
+def test_two_identical_methods_are_not_told_apart():
+    scores = np.random.default_rng(3).uniform(size=40)  # one run each, the same summaries
+    same = paired_seed_bootstrap(scores, scores.copy())
+    assert (same["low"], same["high"], same["p"]) == (0.0, 0.0, 1.0)
+
+
+def test_the_p_value_and_the_interval_match_the_normal_approximation():
+    """A gap of 1.5 standard errors: two-sided p = 0.134 and a 95% interval of +-1.96 standard errors."""
+    noise = np.random.default_rng(7).normal(size=400)
+    diff = 0.075 + (noise - noise.mean()) / noise.std()  # mean 0.075, sd 1: standard error 0.05
+    result = paired_seed_bootstrap(diff, np.zeros(400))
+    assert result["p"] == pytest.approx(0.134, abs=0.03)
+    assert result["high"] - result["mean"] == pytest.approx(1.96 * 0.05, rel=0.05)
+    assert result["mean"] - result["low"] == pytest.approx(1.96 * 0.05, rel=0.05)
+    assert result["level"] == 0.95
