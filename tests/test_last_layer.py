@@ -100,6 +100,22 @@ def test_cached_frozen_features_give_the_full_models_loss_and_gradients(n_blocks
     assert all(a is b for a, b in zip(transformer_blocks(model), blocks))  # the frozen blocks are back in place
 
 
+@pytest.mark.parametrize("n_blocks", [0, 1])
+def test_the_cached_validation_loss_is_the_full_models_token_weighted_loss(n_blocks):
+    """The last-layer methods' validation loss (reported as their eval loss) comes from the cache: it must be the
+    full model's token-weighted mean over batches of unequal token counts, not a mean of batch means."""
+    from peft_helpers import evaluate_loss
+    from peft_helpers.training import FrozenFeatures
+
+    model = make_llama()
+    prepare_last_layer(model, n_blocks)
+    data = rows(n=11)  # batches of 4, 4, 3 rows with different summary lengths
+    cache = FrozenFeatures(model, data, pad_id=100, batch_size=4, device="cpu", n_blocks=n_blocks, desc="test")
+    whole = evaluate_loss(model, data, pad_id=100, batch_size=len(data), show=False)  # one batch: no averaging at all
+    assert cache.mean_loss(model, batch_size=4) == pytest.approx(whole, rel=1e-5)
+    assert cache.mean_loss(model, batch_size=3) == pytest.approx(whole, rel=1e-5)
+
+
 def test_no_cache_where_the_frozen_part_is_random_or_trains():
     from peft_helpers.training import FrozenFeatures
 
