@@ -57,3 +57,14 @@ def test_paired_gap_sees_a_consistent_lead_and_no_lead_against_itself():
     gap, low, high = paired_gap(good, poor)
     assert low > 0 and low <= gap <= high
     assert paired_gap(good, good) == (0.0, 0.0, 0.0)
+
+
+def test_the_rouge_interval_follows_the_runs_seed():
+    """Each seeds-sweep run draws its ROUGE interval with its own seed (recorded in its config), not seed 0's."""
+    predictions = ["the cat sat on the mat", "a dog ran", "models learn words", "rain fell all day", "tea is hot"] * 4
+    references = ["a cat sat on a mat", "the dog ran far", "models learn", "it rained all day long", "hot tea"] * 4
+    per_example = rouge_per_example(predictions, references)["rouge1"]
+    for seed in (0, 2):
+        got = rouge_summary(predictions, references, seed=seed)["rouge1"]
+        assert (got["low"], got["high"]) == bootstrap_interval(per_example, seed=seed)
+    assert rouge_summary(predictions, references, seed=2)["rouge1"] != rouge_summary(predictions, references)["rouge1"]
