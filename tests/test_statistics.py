@@ -94,3 +94,34 @@ def test_the_p_value_and_the_interval_match_the_normal_approximation():
     assert result["high"] - result["mean"] == pytest.approx(1.96 * 0.05, rel=0.05)
     assert result["mean"] - result["low"] == pytest.approx(1.96 * 0.05, rel=0.05)
     assert result["level"] == 0.95
+
+
+def test_the_reports_pairwise_table_orders_adjusts_and_decides():
+    from report.stats import pairwise
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, 200)
+    scores = {"b": base + rng.normal(0, 0.01, (3, 200)), "a": base + 0.05 + rng.normal(0, 0.01, (3, 200)),
+              "c": base + 0.0005 + rng.normal(0, 0.01, (3, 200))}
+    rows = pairwise(scores)
+    assert [(r["a"], r["b"]) for r in rows] == [("a", "c"), ("a", "b"), ("c", "b")]  # higher mean first
+    for r in rows:
+        assert r["mean"] == pytest.approx(scores[r["a"]].mean() - scores[r["b"]].mean())
+    by_p = sorted(rows, key=lambda r: r["p"])
+    running = 0.0
+    for rank, r in enumerate(by_p):  # Holm: (3 - rank) x p, never below the previous adjusted value, at most 1
+        running = max(running, min(1.0, (3 - rank) * r["p"]))
+        assert r["holm_p"] == pytest.approx(running)
+    assert [r["verdict"] for r in rows[:2]] == ["ahead", "ahead"] and rows[2]["verdict"] == "tied"
+    assert all(r["holm_verdict"] == (r["verdict"] if r["holm_p"] < 0.05 else "tied") for r in rows)
+
+
+def test_the_reports_means_spreads_and_shares():
+    from report.stats import gain_share, max_sd, mean_sd, smallest_within
+
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0) and mean_sd([5.0]) == (5.0, None)
+    assert max_sd({"x": [{"k": 1.0}, {"k": 3.0}], "y": [{"k": 5.0}]}, "k") == pytest.approx(2 ** 0.5)
+    rows = [{"val_loss": 2.0, "trainable_params": 100}, {"val_loss": 2.015, "trainable_params": 10},
+            {"val_loss": 2.03, "trainable_params": 1}]
+    assert smallest_within(rows)["trainable_params"] == 10  # within 0.02 of the best, the fewest parameters
+    assert gain_share(0.5, 2.0) == 0.25 and gain_share(0.5, 0.0) is None and gain_share(0.5, -1.0) is None
