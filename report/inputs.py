@@ -32,7 +32,12 @@ def collect(profile_name: str, methods, root="results", strict: bool = False) ->
         except ResultsError as err:
             missing.append(str(err))
             continue
-        check_consistent(results_dir(profile_name, method, root), found[method])
+        folder = results_dir(profile_name, method, root)
+        try:
+            check_consistent(folder, found[method])
+        except (TypeError, ValueError, KeyError, AttributeError) as err:  # a number that is not one, a missing field
+            raise ResultsError(f"the results files in {folder} are malformed ({type(err).__name__}: {err}); restore "
+                               f"them (git checkout) or run the notebook again.") from err
     if strict and missing:
         raise ResultsError("the report needs every method's results; nothing was written. " + " ".join(missing))
     for message in missing:

@@ -354,6 +354,12 @@ def test_committed_results_edited_by_hand_are_refused_by_the_report(tmp_path):
     (folder / "history.csv").write_text("\n".join(history[:best_row]) + "\n")  # cut before its best epoch
     with pytest.raises(ResultsError, match="not the best validation loss of .*history.csv"):
         check()
+    (folder / "history.csv").write_bytes(original["history.csv"])
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "eval_loss": "low"}))  # parses, but is no number
+    from report.inputs import collect
+
+    with pytest.raises(ResultsError, match="malformed .*TypeError"):
+        collect("smollm2-aclsum", ["lora"], tmp_path)
 
 
 def test_a_profile_is_not_renamed_through_replace_either():
