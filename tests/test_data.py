@@ -153,3 +153,25 @@ def test_a_tokenizer_that_yields_nothing_is_refused():
 
     with pytest.raises(DataError, match="separator into no tokens"):
         encode_example(Broken(), "A document.", "A summary.", max_doc=32, max_summary=16, separator=SEP)
+
+
+def test_the_chat_form_puts_instruction_and_cut_document_in_the_users_turn(tokenizer):
+    """The zero-shot chat baseline's prompt: the instruction and the document (cut to max_doc tokens) in the user's
+    turn, the assistant's turn opened; the target is the summary (cut) and eos."""
+    import copy
+
+    from peft_helpers.data import CHAT_INSTRUCTION, encode_chat_example
+
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None  # as GPT-2's
+    with pytest.raises(DataError, match="needs a tokenizer with a chat template"):
+        encode_chat_example(plain, "a document", "a summary", max_doc=8, max_summary=8)
+    chat = copy.deepcopy(tokenizer)
+    chat.chat_template = ("{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}[end]{% endfor %}"
+                          "{% if add_generation_prompt %}[assistant]{% endif %}")
+    document = " ".join(f"word{i}" for i in range(60))
+    out = encode_chat_example(chat, document, "the short summary here", max_doc=12, max_summary=3)
+    first_12 = tokenizer.decode(tokenizer(document, add_special_tokens=False)["input_ids"][:12])
+    assert tokenizer.decode(out["prompt_ids"]) == f"[user]{CHAT_INSTRUCTION}\n\n{first_12}[end][assistant]"
+    assert out["target_ids"][:-1] == tokenizer("the short summary here", add_special_tokens=False)["input_ids"][:3]
+    assert out["target_ids"][-1] == tokenizer.eos_token_id
