@@ -22,7 +22,7 @@ from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
 from .methods import AdapterError, load_trainable_state, method_object, parameter_report, trainable_state
 from .results import (
-    ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir,
+    ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir, disk_writes,
     finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason, write_unit,
 )
 from .training import cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train
@@ -302,12 +302,7 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
         atomic_write_jsonl(predictions, tmp / "predictions.jsonl")
         atomic_write_json(metrics, tmp / "metrics.json")
 
-    from safetensors import SafetensorError
-
-    try:
+    with disk_writes(f"the results of {method} to {folder}",
+                     "Nothing was lost: a previous result there stays as it was, and training can resume from its "
+                     "checkpoint; free space (or make the folder writable) and run again."):
         return write_unit(folder, digest, write)
-    except (OSError, SafetensorError) as err:  # a full or read-only disk
-        reason = getattr(err, "strerror", None) or str(err)
-        raise ResultsError(f"could not write the results of {method} to {folder} ({reason}). Nothing was lost: a "
-                           "previous result there stays as it was, and training can resume from its checkpoint; free "
-                           "space (or make the folder writable) and run again.") from err

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -241,6 +242,16 @@ def atomic_write_jsonl(rows: list[dict], path: Path) -> Path:
 
 def atomic_write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+@contextmanager
+def disk_writes(what: str, then: str):
+    """Turn a full or read-only disk (OSError, SafetensorError) while writing ``what`` into one ``ResultsError``:
+    "could not write <what> (<reason>). <then>" (``then``: what was kept and what to do)."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        raise ResultsError(f"could not write {what} ({getattr(err, 'strerror', None) or err}). {then}") from err
 
 
 def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> Path:

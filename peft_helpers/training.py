@@ -33,7 +33,7 @@ from .data import TrainCollator
 from .methods import (
     embed_batch, final_norm, language_model, load_trainable_state, trainable_state, transformer_blocks,
 )
-from .results import ResultsError, atomic_write_safetensors, read_safetensors
+from .results import ResultsError, atomic_write_safetensors, disk_writes, read_safetensors
 
 
 def reset_peak_memory() -> None:
@@ -409,16 +409,11 @@ def save_checkpoint(folder: Path, model, optimizer, best_weights: dict, state: T
     opt_tensors, groups = _optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
     meta = {"state": json.dumps(asdict(state)), "optimizer": json.dumps(groups)}
-    from safetensors import SafetensorError
-
-    try:
+    with disk_writes(f"the checkpoint {Path(folder) / CHECKPOINT}",
+                     f"Training stopped after epoch {state.epoch}; nothing else was lost (the previous checkpoint, if "
+                     f"any, is whole): free space or choose a writable checkpoints folder (run_method(..., "
+                     f"checkpoints=...)), then run again to resume."):
         return atomic_write_safetensors(tensors, Path(folder) / CHECKPOINT, metadata=meta)
-    except (OSError, SafetensorError) as err:  # a full or read-only disk
-        reason = getattr(err, "strerror", None) or str(err)
-        raise ResultsError(f"could not write the checkpoint {Path(folder) / CHECKPOINT} ({reason}); training stopped "
-                           f"after epoch {state.epoch}. Nothing else was lost (the previous checkpoint, if any, is "
-                           f"whole): free space or choose a writable checkpoints folder (run_method(..., "
-                           f"checkpoints=...)), then run again to resume.") from err
 
 
 def load_checkpoint(folder: Path, model, optimizer, config_hash: str):
