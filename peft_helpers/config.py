@@ -480,6 +480,24 @@ def check_method(method: str) -> str:
     return method
 
 
+# Method settings added after results were committed: hashed only when set, so results made before they existed keep
+# their hash (a setting at this value trains exactly what the code did before it was added), and a record that lacks
+# one reads as this value.
+ADDED_LATER = {"uniform_init": False, "embeddings": False}
+
+
+def settings_text(method: str, settings: dict | None) -> str:
+    """A run's method settings as ``key=value`` text (a prompt's init named; settings added later only when set)."""
+    if settings is None:
+        return "no training"
+    values = {k: v for k, v in settings.items()
+              if v is not None and k not in ("init_text", "uniform_init") and ADDED_LATER.get(k, object()) != v}
+    if method == "prompt_tuning":
+        values["init"] = ("uniform" if settings.get("uniform_init") else "text" if settings.get("init_text")
+                          else "vocab")
+    return ", ".join(f"{k}={'+'.join(v) if isinstance(v, (tuple, list)) else v}" for k, v in values.items())
+
+
 def method_settings(profile: Profile, method: str):
     """The settings section of ``method`` in ``profile`` (None for zero-shot)."""
     field_name = METHOD_TABLE[check_method(method)].settings

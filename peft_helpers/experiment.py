@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
+from .config import ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
@@ -131,9 +131,6 @@ def config_hash(profile: Profile, method: str) -> str:
     return _digest({"training": training_hash(profile, method), "generation": dataclasses.asdict(profile.generation)})
 
 
-# Method settings added after results were committed: hashed only when set, so results made before they existed keep
-# their hash (a setting at this value trains exactly what the code did before it was added).
-_ADDED_LATER = {"uniform_init": False, "embeddings": False}
 
 
 def training_hash(profile: Profile, method: str) -> str:
@@ -141,7 +138,7 @@ def training_hash(profile: Profile, method: str) -> str:
     settings = method_settings(profile, method)
     if settings is not None:  # the epoch budget is hashed once, as part of the effective train settings
         settings = {k: v for k, v in dataclasses.asdict(settings).items()
-                    if k != "epochs" and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+                    if k != "epochs" and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     train = train_config(profile, method) if settings is not None else profile.train
     return _digest({"data": data_hash(profile), "train": dataclasses.asdict(train), "seed": profile.seed,
                     "method": method, "settings": settings})
@@ -195,6 +192,29 @@ def restore_initial(model: nn.Module) -> None:
     load_trainable_state(model, initial, source="the initial weights")
 
 
+def changed_settings(folder: Path, profile: Profile) -> list[str]:
+    """``setting: before -> now`` for every setting in which ``profile`` differs from the one that made the result in
+    ``folder`` (its config.json). Both sides are read as a ``Profile``, so a setting added since, absent from an older
+    record, takes its default and compares equal."""
+    before = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["profile"]
+    try:
+        before = Profile(**before).to_dict()
+    except (TypeError, ConfigError):
+        pass  # a record from code whose settings this code no longer has: compared as it is
+    return settings_difference(json.loads(json.dumps(before)), json.loads(json.dumps(profile.to_dict())))
+
+
+def other_settings_message(folder: Path, method: str, profile: Profile, remedy: str) -> str:
+    """Why a finished result in ``folder`` is not replaced by a run of ``profile``: every setting that differs, then
+    ``remedy``."""
+    try:
+        changed = changed_settings(folder, profile)
+    except (OSError, ValueError, KeyError, TypeError):
+        changed = []
+    return (f"{folder} holds a finished {method} result made with other settings"
+            + (f" ({'; '.join(changed)})" if changed else "") + f". It is not replaced without being asked: {remedy}")
+
+
 def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
                root: str | Path = "results", checkpoints: str | Path = "checkpoints") -> dict:
     """Train (unless zero-shot) and evaluate ``model``; write and return the results.
@@ -209,17 +229,10 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     digest = config_hash(profile, method)
     why = "retrain=True" if retrain else unfinished_reason(folder, method, digest)
     if why is not None and not retrain and finished_with_other_settings(folder, method, digest):
-        try:
-            before = json.loads((folder / "config.json").read_text(encoding="utf-8"))["profile"]
-            changed = settings_difference(before, json.loads(json.dumps(profile.to_dict())))
-        except (OSError, ValueError, KeyError):
-            changed = []
-        raise ResultsError(
-            f"{folder} holds a finished {method} result made with other settings"
-            + (f" ({'; '.join(changed[:6])})" if changed else "") + ". It is not replaced without being asked: "
-            f"to replace it, run again with retrain=True (RETRAIN = True in the notebook); to keep both, copy or "
-            f"move {folder} elsewhere first" + (" (the tests' smoke results: make clean)." if profile.name == "smoke"
-                                                else "."))
+        raise ResultsError(other_settings_message(
+            folder, method, profile, "to replace it, run again with retrain=True (RETRAIN = True in the notebook); "
+            f"to keep both, copy or move {folder} elsewhere first"
+            + (" (the tests' smoke results: make clean)." if profile.name == "smoke" else ".")))
     if why is None:
         try:
             load_trained(model, folder, method)
@@ -305,4 +318,4 @@ def save_results(folder: Path, digest: str, method: str, model: nn.Module, profi
     with disk_writes(f"the results of {method} to {folder}",
                      "Nothing was lost: a previous result there stays as it was, and training can resume from its "
                      "checkpoint; free space (or make the folder writable) and run again."):
-        return write_unit(folder, digest, write)
+        return write_unit(folder, digest, write, method)

@@ -2,10 +2,15 @@
 
 A method's results folder is one unit: it is built in a temporary folder
 beside its final place and renamed into place when complete, with
-``complete.json`` (the settings hash and a checksum of every file) written
-last. A folder without a matching completion record is never reused.
-``complete.json`` is not committed (``.gitignore``), so a fresh clone trains
-every method itself; the committed files are what ``make report`` reads.
+``complete.json`` written last: the settings hash, the method, a checksum of
+every file and which of them are weights. The record is committed with the
+files it describes; the large weights (a full-rank head or blocks) are not
+(``.gitignore``). One rule then serves notebooks, sweeps and the report:
+
+- a unit whose record matches the settings and whose files match their checksums is finished; its scores are reused,
+  and only a caller that needs the weights (a notebook) trains again when they are absent, saying so;
+- a finished unit made with other settings is never replaced unless the caller asks (``retrain``);
+- the report refuses a unit without a record, or with a file that differs from it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .config import METHOD_TABLE, METHODS
+from .config import METHOD_TABLE, METHODS, settings_text
 
 
 def notebook_of(method: str) -> str:
@@ -77,6 +82,11 @@ def unit_files(method: str) -> tuple[str, ...]:
     return tuple(files)
 
 
+def weight_files(method: str) -> tuple[str, ...]:
+    """The files of a unit that hold trained weights: what a fresh clone may lack (the large ones are not committed)."""
+    return tuple(name for name in unit_files(method) if name.startswith("adapter/"))
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -86,31 +96,53 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_record(folder: Path) -> dict | None:
+    """The completion record of ``folder`` (None when there is none); ``ResultsError`` when it is unreadable."""
+    path = Path(folder) / COMPLETE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise ResultsError(f"{path} is unreadable ({err})") from err
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        raise ResultsError(f"{path} is unreadable (no checksums of files)")
+    return record
+
+
 def unfinished_reason(folder: Path, method: str, settings_hash: str,
-                      files: tuple[str, ...] | None = None) -> str | None:
+                      files: tuple[str, ...] | None = None, weights: bool = True) -> str | None:
     """None when ``folder`` holds a finished result for these settings, else why it does not.
 
-    ``files``: the files that must be there unchanged (default: every file of the method's unit).
+    ``files``: the files that must be there unchanged (default: every file of the method's unit). With
+    ``weights=False`` the weight files may be absent (a fresh clone: the large ones are not committed): the scores
+    are finished, which is all a sweep or the report needs.
     """
     folder = Path(folder)
     recovered = recover_unit(folder)
     if recovered:
         print(recovered)
     record_path = folder / COMPLETE
-    if not record_path.exists():
-        return (f"{record_path} is missing (a fresh clone, or a run that did not finish)" if folder.exists()
-                else f"{folder} does not exist")
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        return f"{record_path} is unreadable ({err})"
+        record = read_record(folder)
+    except ResultsError as err:
+        return str(err)
+    if record is None:
+        return (f"{record_path} is missing (a run that did not finish)" if folder.exists()
+                else f"{folder} does not exist")
     if record.get("hash") != settings_hash:
         return "the settings changed since those results were made"
+    optional = set(weight_files(method)) if not weights else set()
     for name in unit_files(method) if files is None else files:
         path = folder / name
         if not path.is_file():
+            if name in optional:
+                continue
+            if name in weight_files(method):
+                return (f"{path} is missing (the scores are committed, these weights are not: they are trained "
+                        "again)")
             return f"{path} is missing"
-        if record.get("files", {}).get(name) != file_sha256(path):
+        if record["files"].get(name) != file_sha256(path):
             return f"{path} changed after the run finished"
     return None
 
@@ -136,25 +168,24 @@ def recover_unit(folder: Path) -> str | None:
 
 
 def finished_with_other_settings(folder: Path, method: str, settings_hash: str) -> bool:
-    """Whether ``folder`` holds a whole finished result (every file as its completion record says, or a committed
-    result: every file there and its config.json's hash) made with settings other than ``settings_hash``: a result a
-    new run must not silently replace."""
+    """Whether ``folder`` holds a finished result (its record, and every file but the weights as the record says)
+    made with settings other than ``settings_hash``: a result a new run must not silently replace. The weights do not
+    count: a fresh clone lacks the large ones, and its committed scores are as finished as anywhere."""
     folder = Path(folder)
-    if not (folder / COMPLETE).exists():  # a committed result (no completion record): its config.json names its hash
+    try:
+        record = read_record(folder)
+    except ResultsError:
+        return False
+    if record is None:  # a unit that lost its record (deleted by hand): its config.json still names its settings
         try:
             made_with = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("hash")
         except (OSError, ValueError, AttributeError):
             return False
         return (isinstance(made_with, str) and made_with != settings_hash
-                and all((folder / name).is_file() for name in unit_files(method)))
-    try:
-        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
+                and all((folder / name).is_file() for name in unit_files(method) if name not in weight_files(method)))
     if record.get("hash") == settings_hash:
         return False
-    return all((folder / name).is_file() and record.get("files", {}).get(name) == file_sha256(folder / name)
-               for name in unit_files(method))
+    return unfinished_reason(folder, method, record.get("hash"), weights=False) is None
 
 
 def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -169,7 +200,7 @@ def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def write_unit(folder: Path, settings_hash: str, write) -> Path:
+def write_unit(folder: Path, settings_hash: str, write, method: str | None = None) -> Path:
     """Build a results folder as one unit: ``write(tmp)`` fills a temporary folder, then it replaces ``folder``.
 
     The completion record (hash + checksums) is written last inside the
@@ -185,7 +216,10 @@ def write_unit(folder: Path, settings_hash: str, write) -> Path:
     try:
         write(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-        record = {"hash": settings_hash, "files": {name: file_sha256(tmp / name) for name in files}}
+        record = {"hash": settings_hash, "method": method,
+                  "files": {name: file_sha256(tmp / name) for name in files},
+                  "weights": [name for name in files if name.startswith("adapter/")],
+                  "finished": time.strftime("%Y-%m-%d", time.gmtime())}
         atomic_write_json(record, tmp / COMPLETE)
         if old.exists():
             shutil.rmtree(old)
@@ -261,9 +295,10 @@ def atomic_write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metad
 def _remedy(path: Path, method: str) -> str:
     """What remakes ``path``: the sweep command for a file of a sweep's run, else the method's notebook."""
     parts = Path(path).parts
-    if "sweeps" in parts[:-1] and parts.index("sweeps") + 1 < len(parts) - 1:
-        sweep = parts[parts.index("sweeps") + 1]
-        return f"python -m tools.sweep --sweep {sweep} (it makes that run again)"
+    if "sweeps" in parts[:-1] and 0 < parts.index("sweeps") < len(parts) - 2:
+        at = parts.index("sweeps")
+        return (f"python -m tools.sweep --profile {parts[at - 1]} --sweep {parts[at + 1]} (it makes that run "
+                "again)")
     return f"notebooks/{notebook_of(method)}"
 
 
@@ -331,48 +366,129 @@ def _check_fields(path: Path, method: str, present, required) -> None:
 
 
 def check_unchanged(folder: Path, method: str) -> None:
-    """Where the run left its completion record, every file it lists must be as the run wrote it: a replaced
-    predictions file or a history cut short raises ``ResultsError`` instead of reaching a table. (Committed results
-    carry no record, so a fresh clone's are read as they are.)"""
+    """A unit is read only as its run left it: its completion record exists, names this method, and every file it
+    lists is there with the same checksum (the weights may be absent: the large ones are not committed). A hand edit,
+    a file copied from another method's folder or a history cut short raises ``ResultsError`` instead of reaching a
+    table; so does a metrics or config file whose ``method`` is not its folder's."""
+    folder = Path(folder)
+    remedy = f"restore the folder (git checkout {folder}) or re-run notebooks/{notebook_of(method)}"
     try:
-        record = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        raise ResultsError(f"{folder / COMPLETE} is unreadable ({err}); re-run notebooks/{notebook_of(method)} for "
-                           f"{method!r}, or delete that file to read the results without the check.") from err
-    changed = [name for name, digest in record.get("files", {}).items()
-               if name in ("config.json", "metrics.json", "predictions.jsonl", "history.csv")
-               and (folder / name).is_file() and file_sha256(folder / name) != digest]
+        record = read_record(folder)
+    except ResultsError as err:
+        raise ResultsError(f"{err}; {remedy}.") from err
+    if record is None:
+        if not folder.exists():
+            raise _missing(folder, method)
+        raise ResultsError(f"{folder / COMPLETE} is missing: a result without its completion record (the checksums "
+                           f"of its files) is not read; {remedy}.")
+    if record.get("method", method) != method:
+        raise ResultsError(f"{folder} holds a result of {record['method']!r}, not of {method!r} (its {COMPLETE}); "
+                           f"{remedy}.")
+    weights = set(record.get("weights") or ())
+    changed, missing = [], []
+    for name, digest in sorted(record["files"].items()):
+        path = folder / name
+        if not path.is_file():
+            if name not in weights:
+                missing.append(str(path))
+        elif file_sha256(path) != digest:
+            changed.append(str(path))
+    if missing:
+        raise ResultsError(f"{', '.join(missing)} missing from the result of {method!r} (listed in "
+                           f"{folder / COMPLETE}); {remedy}.")
     if changed:
-        raise ResultsError(f"{', '.join(str(folder / n) for n in changed)} changed after the run of {method!r} "
-                           f"finished (checksums in {folder / COMPLETE}); restore {'it' if len(changed) == 1 else 'them'} "
-                           f"(git checkout) or re-run notebooks/{notebook_of(method)}.")
+        raise ResultsError(f"{', '.join(changed)} changed after the run of {method!r} finished (checksums in "
+                           f"{folder / COMPLETE}); {remedy}.")
+    for name in ("config.json", "metrics.json"):
+        made_for = read_json(folder / name, method).get("method", method)
+        if made_for != method:
+            raise ResultsError(f"{folder / name} is a result of {made_for!r}, not of {method!r}; {remedy}.")
+
+
+def latest_finished(profile_name: str, root: str | Path = "results") -> str | None:
+    """The date (YYYY-MM-DD) the newest unit of a profile finished, from the completion records (None without any)."""
+    dates = []
+    for path in profile_dir(profile_name, root).rglob(COMPLETE):
+        try:
+            dates.append(str(json.loads(path.read_text(encoding="utf-8"))["finished"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(dates, default=None)
+
+
+def run_row(folder: Path, sweep: str) -> dict:
+    """One row of a sweep's summary.json, made from the run's own files alone (config.json and metrics.json): what
+    the summary says of the run, and what a check of the summary compares it with."""
+    folder = Path(folder)
+    config, m = read_json(folder / "config.json"), read_json(folder / "metrics.json")
+    method = config["method"]
+    env = config.get("environment") or {}
+    row = {"run": folder.name, "method": method, "settings": settings_text(method, config.get("method_settings")),
+           "seed": config["profile"]["seed"], "trainable_params": m["trainable_params"],
+           "val_loss": round(m["eval_loss"], 4), "epochs_run": m.get("epochs_run"),
+           "train_time_s": m.get("train_time_s"), "generation_s": m["generation_s"],
+           "device": env.get("gpu") or env.get("processor", "unknown")}
+    if m["rouge"] is not None:
+        r1 = m["rouge"]["rouge1"]
+        row.update({"val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
+                    "val_rouge1_high": round(r1["high"], 4)})
+    if sweep == "tune":
+        row["group"], row["lr"] = folder.name.rsplit("-lr", 1)[0], config["method_settings"]["lr"]
+    if "test" in m:
+        row["test_loss"] = round(m["test"]["test_loss"], 4)
+        for key in ("rouge1", "rouge2", "rougeL"):
+            score = m["test"]["rouge"][key]
+            row.update({f"test_{key}": round(score["mean"], 4), f"test_{key}_low": round(score["low"], 4),
+                        f"test_{key}_high": round(score["high"], 4)})
+    return row
+
+
+def finished_runs(profile_name: str, sweep: str, root: str | Path = "results") -> list[Path]:
+    """Every run folder of a sweep on disk whose scores are finished (its record and every file but the weights as the
+    record says, for the settings the record names), in name order."""
+    out = []
+    folder = sweep_dir(profile_name, sweep, root)
+    for run in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if not run.is_dir() or run.name.startswith("."):
+            continue
+        try:
+            record = read_record(run)
+            method = (record or {}).get("method") or read_json(run / "config.json").get("method")
+        except (ResultsError, AttributeError):
+            continue
+        if record and method in METHOD_TABLE and unfinished_reason(run, method, record.get("hash"), weights=False) is None:
+            out.append(run)
+    return out
 
 
 def verified_rows(profile_name: str, sweep: str, root: str | Path = "results") -> list[dict]:
-    """The rows of a sweep's summary.json, each checked against its own run's metrics.json (the summary is rebuilt
-    from the runs, so a row that disagrees with its run, or has none, was edited by hand or left behind); [] when the
-    sweep has not run."""
+    """The rows of a sweep's summary.json, each equal in every column to the row its run's own files give, each run
+    finished (its record matches its files) and listed once; [] when the sweep has not run."""
     folder = sweep_dir(profile_name, sweep, root)
     path = folder / "summary.json"
     if not path.exists():
         return []
     summary = read_json(path)
-    rebuild = f"rebuild it from the runs on disk: python -m tools.sweep --profile {profile_name} --sweep {sweep} --summarize"
+    rebuild = (f"rebuild it from the runs on disk: python -m tools.sweep --profile {profile_name} --sweep {sweep} "
+               "--summarize")
     if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
         raise ResultsError(f"{path} has no list of rows; {rebuild}")
+    finished = {run.name for run in finished_runs(profile_name, sweep, root)}
+    seen = set()
     for row in summary["rows"]:
         run = row.get("run") if isinstance(row, dict) else None
-        metrics_path = folder / str(run) / "metrics.json"
-        if run is None or not metrics_path.is_file():
+        if run in seen:
+            raise ResultsError(f"{path} lists run {run!r} twice; {rebuild}")
+        seen.add(run)
+        if run is None or not (folder / str(run) / "metrics.json").is_file():
             raise ResultsError(f"{path} lists run {run!r}, whose folder {folder / str(run)} holds no metrics.json; "
                                f"{rebuild}")
-        metrics = read_json(metrics_path)
-        found = {"val_loss": round(metrics["eval_loss"], 4), "trainable_params": metrics["trainable_params"]}
-        if "test_rouge1" in row and "test" in metrics:
-            found["test_rouge1"] = round(metrics["test"]["rouge"]["rouge1"]["mean"], 4)
+        if run not in finished:
+            raise ResultsError(f"{path} lists run {run!r}, whose files are not as its completion record says "
+                               f"({folder / str(run) / COMPLETE}); restore the run (git checkout) or run it again")
+        found = run_row(folder / str(run), sweep)
         differ = [f"{k} {row.get(k)!r} (its run: {v!r})" for k, v in found.items() if row.get(k) != v]
+        differ += [f"{k} {row[k]!r} (its run has none)" for k in row if k not in found]
         if differ:
             raise ResultsError(f"{path}, run {run!r}: {'; '.join(differ)}: the summary does not match the run; {rebuild}")
     return summary["rows"]
@@ -387,6 +503,9 @@ def load_results(profile_name: str, method: str, root: str | Path = "results") -
     if method not in METHODS:
         raise ResultsError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     folder = results_dir(profile_name, method, root)
+    recovered = recover_unit(folder)  # a kill between the two renames of write_unit: finish or undo the swap first
+    if recovered:
+        print(recovered)
     check_unchanged(folder, method)
     out = {
         "metrics": read_json(folder / "metrics.json", method),

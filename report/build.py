@@ -117,8 +117,12 @@ def main(argv=None) -> int:
 
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--profile", default=COMMITTED_PROFILE)
+    parser.add_argument("--profile", default=COMMITTED_PROFILE,
+                        help=f"whose results (default and 'auto': {COMMITTED_PROFILE}, the committed ones); another "
+                             "profile's report goes to results/<profile>/report/")
     args = parser.parse_args(argv)
+    if args.profile == "auto":  # make report without PROFILE: the committed results
+        args.profile = COMMITTED_PROFILE
     started = time.perf_counter()
     try:
         pdf = build_report(args.profile)

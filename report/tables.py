@@ -21,7 +21,7 @@ from peft_helpers.plots import (
     plot_loss_curves,
     plot_rouge,
 )
-from peft_helpers.results import profile_dir, read_json, sweep_dir
+from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_dir
 
 from .figures import plot_budget, plot_subspace
 from .inputs import planned_runs, prompt_length_pair, run_drift, seed_groups, seed_scores, source_documents, sweep_rows
@@ -406,7 +406,8 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "title": settings.get("title") or "Parameter-efficient fine-tuning for summarization",
         "subtitle": "Prompt tuning, last-layer fine-tuning and LoRA, compared",
         "author": settings.get("author", ""), "course": settings.get("course", ""),
-        "date": settings.get("date") or datetime.date.today().isoformat(),
+        # the date of the newest result, so that the same results make the same PDF (today's, for a result without one)
+        "date": settings.get("date") or latest_finished(profile_name, root) or datetime.date.today().isoformat(),
         "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
         "base_params": f"{base_params(results):,}",
         "setup": setup_rows(config), "rouge": as_table(rouge), "cost": as_table(cost),

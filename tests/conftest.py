@@ -1,5 +1,6 @@
 """Shared fixtures: tiny GPT-2 (Conv1D) and tiny Llama (nn.Linear) models, CPU, seconds each."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peft_helpers import get_profile, load_tokenizer  # noqa: E402
 from peft_helpers.models import tiny_gpt2_config  # noqa: E402
+from peft_helpers.results import write_unit  # noqa: E402
 
 VOCAB = 101
 
@@ -85,3 +87,18 @@ def greedy_reference(model, prompt: list[int], max_new_tokens: int, eos_id: int)
         ids.append(token)
         new.append(token)
     return new
+
+
+def fake_unit(folder, method, val_loss, digest="h", seed=0, lr=1e-3):
+    """A finished run's files (config, metrics, history, predictions, record) without training: what a sweep's
+    summary and its checks read."""
+
+    def write(tmp):
+        (tmp / "config.json").write_text(json.dumps({"hash": digest, "method": method, "profile": {"seed": seed},
+                                                     "method_settings": {"lr": lr}, "environment": {}}))
+        (tmp / "metrics.json").write_text(json.dumps({"method": method, "eval_loss": val_loss, "rouge": None,
+                                                      "trainable_params": 1000, "generation_s": 0.0}))
+        (tmp / "history.csv").write_text(f"step,epoch,train_loss,eval_loss\n1,1.0,3.0,{val_loss}\n")
+        (tmp / "predictions.jsonl").write_text("")
+
+    return write_unit(folder, digest, write, method)

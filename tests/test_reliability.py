@@ -10,7 +10,7 @@ import pytest
 from conftest import make_gpt2
 from peft_helpers import ConfigError, ResultsError, build_model, get_profile, prepare, run_method
 from peft_helpers.methods import prepare_last_layer
-from peft_helpers.results import atomic_write_json, recover_unit, unfinished_reason, write_unit
+from peft_helpers.results import atomic_write_json, file_sha256, recover_unit, unfinished_reason, write_unit
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,13 @@ def test_make_report_on_files_that_parse_but_are_malformed_says_so_and_keeps_the
     with pytest.raises(ResultsError, match="metrics.json changed after the run of 'lora' finished"):
         build_report("smoke", root=tmp_path / "results")  # its completion record's checksum no longer matches
     assert pdf.read_bytes() == good
-    (metrics.parent / "complete.json").unlink()  # no record to check against (a fresh clone's committed files)
+    record = json.loads((metrics.parent / "complete.json").read_text())
+    (metrics.parent / "complete.json").unlink()  # no record to check against: not read at all
+    with pytest.raises(ResultsError, match="complete.json is missing"):
+        build_report("smoke", root=tmp_path / "results")
+    assert pdf.read_bytes() == good
+    record["files"]["metrics.json"] = file_sha256(metrics)  # a record forged to match the edit: the files still disagree
+    (metrics.parent / "complete.json").write_text(json.dumps(record))
     with pytest.raises(ResultsError, match="rouge1 is not what .*predictions.jsonl gives"):
         build_report("smoke", root=tmp_path / "results")  # the metrics no longer agree with the predictions
     assert pdf.read_bytes() == good
@@ -187,18 +193,16 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it_and_a_measured_check_says_it_p
     assert "too little" in training.cpu_bf16_advice(zen4, measure=lambda: 1.1)["why"]
 
 
-def _fake_run(folder, val_loss, params):
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"eval_loss": val_loss, "trainable_params": params}))
-
-
 def test_a_sweep_summary_edited_by_hand_or_without_its_runs_is_refused(tmp_path):
     from peft_helpers.results import sweep_dir, verified_rows
     from tools.sweep import chosen_full_ft_lr
 
+    from conftest import fake_unit
+    from peft_helpers.results import run_row
+
     folder = sweep_dir("smoke", "lora_rank", tmp_path)
-    _fake_run(folder / "r8", 2.71234, 1024)
-    summary = {"sweep": "lora_rank", "rows": [{"run": "r8", "val_loss": 2.7123, "trainable_params": 1024}]}
+    fake_unit(folder / "r8", "lora", 2.71234)
+    summary = {"sweep": "lora_rank", "rows": [run_row(folder / "r8", "lora_rank")]}
     (folder / "summary.json").write_text(json.dumps(summary))
     assert verified_rows("smoke", "lora_rank", tmp_path) == summary["rows"]
     summary["rows"][0]["val_loss"] = 1.0  # the hand edit of the probe (10.788 -> 1.0)
@@ -222,8 +226,9 @@ def test_a_results_file_changed_after_its_run_finished_is_not_read(setup, tmp_pa
     predictions.write_text("\n".join(rows[:-1]) + "\n")  # one row fewer: another run's file, or cut short
     with pytest.raises(ResultsError, match="predictions.jsonl changed after the run of 'zero_shot' finished"):
         load_results("smoke", "zero_shot", tmp_path)
-    (tmp_path / "smoke" / "zero_shot" / "complete.json").unlink()  # no record (a fresh clone's committed files)
-    assert len(load_results("smoke", "zero_shot", tmp_path)["predictions"]) == len(rows) - 1
+    (tmp_path / "smoke" / "zero_shot" / "complete.json").unlink()  # no record: nothing says the files are whole
+    with pytest.raises(ResultsError, match="complete.json is missing"):
+        load_results("smoke", "zero_shot", tmp_path)
 
 
 def test_a_local_gpt2_copy_cut_short_or_from_another_checkpoint_is_named(setup, tmp_path, monkeypatch):
@@ -275,7 +280,7 @@ def test_a_broken_file_of_a_sweep_points_to_the_sweep_command_not_a_notebook(tmp
     run = sweep_dir("smoke", "seeds", tmp_path) / "lora-s1"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text("{cut")
-    with pytest.raises(ResultsError, match=r"re-run python -m tools.sweep --sweep seeds"):
+    with pytest.raises(ResultsError, match=r"re-run python -m tools.sweep --profile smoke --sweep seeds"):
         read_json(run / "metrics.json", "lora")
     (tmp_path / "lora").mkdir()
     (tmp_path / "lora" / "metrics.json").write_text("{cut")
@@ -316,7 +321,8 @@ def test_what_a_killed_write_can_leave_is_never_shown_as_a_change_to_commit():
 
 
 def test_committed_results_edited_by_hand_are_refused_by_the_report(tmp_path):
-    """Committed results carry no completion record: the report checks each method's files against each other."""
+    """An edit of a committed file is refused by its record's checksum; beneath it, the report checks each method's
+    files against each other (here with the record forged to match each edit)."""
     import shutil
 
     import numpy as np
@@ -330,7 +336,19 @@ def test_committed_results_edited_by_hand_are_refused_by_the_report(tmp_path):
     folder = tmp_path / "smollm2-aclsum" / "lora"
     original = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
+    (folder / "metrics.json").write_text(original["metrics.json"].decode().replace("2.", "1.", 1))
+    with pytest.raises(ResultsError, match="metrics.json changed after the run of 'lora' finished"):
+        load_results("smollm2-aclsum", "lora", tmp_path)
+    (folder / "metrics.json").write_bytes(original["metrics.json"])
+
+    def forge():
+        record = json.loads(original["complete.json"])
+        record["files"].update({name: file_sha256(folder / name) for name in record["files"]
+                                if (folder / name).is_file()})
+        (folder / "complete.json").write_text(json.dumps(record))
+
     def check():
+        forge()
         check_consistent(folder, load_results("smollm2-aclsum", "lora", tmp_path))
 
     check()  # as committed: consistent
@@ -358,6 +376,7 @@ def test_committed_results_edited_by_hand_are_refused_by_the_report(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({**metrics, "eval_loss": "low"}))  # parses, but is no number
     from report.inputs import collect
 
+    forge()
     with pytest.raises(ResultsError, match="malformed .*TypeError"):
         collect("smollm2-aclsum", ["lora"], tmp_path)
 
@@ -369,7 +388,8 @@ def test_a_profile_is_not_renamed_through_replace_either():
 
 
 def test_a_committed_result_made_with_other_settings_is_not_replaced(setup, tmp_path):
-    """A committed unit has no completion record; its config.json's hash still says which settings made it."""
+    """A unit that lost its completion record (a hand deletion) is not read as finished, but its config.json's hash
+    still says which settings made it: it is not replaced by a run of other settings either."""
     run_method(setup, "zero_shot", build_model(setup, "zero_shot"), root=tmp_path, checkpoints=tmp_path / "ck")
     folder = tmp_path / "smoke" / "zero_shot"
     (folder / "complete.json").unlink()  # as in a fresh clone

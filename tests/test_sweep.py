@@ -11,7 +11,11 @@ import tools.sweep as sweep_module
 from peft_helpers import get_profile
 from report.tables import sweep_data
 from report.words import geometry_sentences
+from conftest import fake_unit
+from peft_helpers.results import run_row
 from tools.sweep import amplification, lora_geometry, run_sweep, runs, subspace_similarity, sweep_dir
+
+
 
 
 def orthonormal_rows(k: int, d: int, seed: int) -> torch.Tensor:
@@ -162,12 +166,10 @@ def test_the_seeds_sweep_adds_full_fine_tuning_at_the_learning_rate_validation_c
     assert list(plan)[0] == "zero_shot" and len(plan) == 1 + 4 * 3  # no full_ft summary yet
     assert {p.seed for name, (_, p) in plan.items() if name.endswith("-s2")} == {2}
     folder = sweep_dir("smoke", "full_ft", tmp_path)
-    rows = [{"run": "lr1e-05", "val_loss": 3.0}, {"run": "lr3e-05", "val_loss": 2.5}, {"run": "lr0.0001", "val_loss": 2.7}]
-    for row in rows:  # each summary row stands for a run on disk (the summary is checked against them)
-        row["trainable_params"] = 1000
-        (folder / row["run"]).mkdir(parents=True)
-        (folder / row["run"] / "metrics.json").write_text(json.dumps({"eval_loss": row["val_loss"],
-                                                                      "trainable_params": 1000}))
+    losses = {"lr1e-05": 3.0, "lr3e-05": 2.5, "lr0.0001": 2.7}
+    for run, loss in losses.items():  # each summary row stands for a finished run on disk (checked against it)
+        fake_unit(folder / run, "last_blocks", loss)
+    rows = [run_row(folder / run, "full_ft") for run in losses]
     (folder / "summary.json").write_text(json.dumps({"rows": rows[:2]}))
     assert sweep_module.chosen_full_ft_lr(profile, tmp_path) is None  # one learning rate has not finished
     (folder / "summary.json").write_text(json.dumps({"rows": rows}))
@@ -345,28 +347,29 @@ def test_a_grid_stops_growing_after_three_steps_and_says_its_best_is_on_the_edge
     assert choice["grid"] == [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2] and not choice["interior"]
 
 
-def test_a_fresh_clone_keeps_the_committed_runs_in_a_sweeps_summary(tmp_path):
-    """Completion records are not committed: a sweep run in a fresh clone must not drop the runs made elsewhere."""
+def test_a_sweeps_summary_keeps_every_finished_run_and_no_unfinished_one(tmp_path):
+    """The summary is the union of the finished runs on disk: a run without its record (it did not finish) or with a
+    file changed after it finished is left out; one made with other settings is kept (it is a finished run)."""
     profile = get_profile("smoke")
     run_sweep(profile, "seeds", root=tmp_path, checkpoints=tmp_path / "ck", only=["zero_shot"])
-    folder = sweep_dir("smoke", "seeds", tmp_path) / "zero_shot"
-    (folder / "complete.json").unlink()  # as in a fresh clone
+    folder = sweep_dir("smoke", "seeds", tmp_path)
+    fake_unit(folder / "lora-s7", "lora", 2.5, digest="made with other settings")
+    assert [r["run"] for r in sweep_module.summarize(profile, "seeds", tmp_path)["rows"]] == ["zero_shot", "lora-s7"]
+    (folder / "lora-s7" / "metrics.json").write_text("{}")
     assert [r["run"] for r in sweep_module.summarize(profile, "seeds", tmp_path)["rows"]] == ["zero_shot"]
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "hash": "other settings"}))
-    assert sweep_module.summarize(profile, "seeds", tmp_path)["rows"] == []  # made with other settings: not counted
+    (folder / "zero_shot" / "complete.json").unlink()
+    assert sweep_module.summarize(profile, "seeds", tmp_path)["rows"] == []
 
 
 def test_the_tuning_protocol_does_not_train_again_a_committed_run(tmp_path, monkeypatch, capsys):
-    """In a fresh clone the tune runs have no completion record and no weights; their scores are enough to select."""
+    """In a fresh clone the tune runs have their completion record but no weights; their scores are enough to select."""
     monkeypatch.setattr(sweep_module, "TUNE_GRIDS", {"last_layer": (1e-3, 3e-3, 1e-2, 3e-2)})
     monkeypatch.setattr(sweep_module, "TUNE_EPOCHS", 1)
     profile = get_profile("smoke")
     run_sweep(profile, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["last_layer-lr0.001"])
     folder = sweep_dir("smoke", "tune", tmp_path) / "last_layer-lr0.001"
-    (folder / "complete.json").unlink()
     for weights in (folder / "adapter").glob("*"):
         weights.unlink()
     capsys.readouterr()
     run_sweep(profile, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["last_layer-lr0.001"])
-    assert "finished earlier (its scores are here" in capsys.readouterr().out
+    assert "last_layer-lr0.001: finished earlier" in capsys.readouterr().out

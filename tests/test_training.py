@@ -1,6 +1,7 @@
 """The shared training loop: loss falls, best weights kept, resume after interruption, results reused."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import peft_helpers.training as training
 from peft_helpers import ResultsError, build_model, get_profile, load_results, prepare, run_method
 from peft_helpers.config import TrainConfig
 from peft_helpers.methods import trainable_state
+from peft_helpers.results import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +89,18 @@ def test_results_are_written_reused_and_corruption_is_reported(setup, tmp_path, 
     (folder / "metrics.json").write_text("{ not json")
     with pytest.raises(ResultsError, match="metrics.json changed after the run of 'lora' finished.*03_lora"):
         load_results("smoke", "lora", tmp_path)  # the completion record's checksum catches it first
-    (folder / "complete.json").unlink()  # without a record (committed results), the parse error names the file
-    with pytest.raises(ResultsError, match="corrupt.*03_lora"):
+    record = json.loads((folder / "complete.json").read_text())
+    record["files"]["metrics.json"] = file_sha256(folder / "metrics.json")  # a record that vouches for the bad file
+    (folder / "complete.json").write_text(json.dumps(record))
+    with pytest.raises(ResultsError, match="corrupt.*03_lora"):  # the parse error names the file
         load_results("smoke", "lora", tmp_path)
     (folder / "metrics.json").unlink()
+    with pytest.raises(ResultsError, match="metrics.json missing from the result of 'lora'.*03_lora.ipynb"):
+        load_results("smoke", "lora", tmp_path)
+    (folder / "complete.json").unlink()
+    with pytest.raises(ResultsError, match="complete.json is missing.*03_lora.ipynb"):
+        load_results("smoke", "lora", tmp_path)
+    shutil.rmtree(folder)
     with pytest.raises(ResultsError, match="Run notebooks/03_lora.ipynb"):
         load_results("smoke", "lora", tmp_path)
 

@@ -32,6 +32,10 @@ The sweeps:
   profile's batch, warm-up, schedule and clipping; the grid is extended one step past an edge until the lowest
   validation loss is strictly inside it. Then LoRA's other placement (query and value) and prompt tuning's other
   length (100 tokens) at their method's chosen rate. Selection by validation loss only: no generation, no test split.
+- ``seeds_tuned``: the tuned comparison: seeds 0, 1, 2 of every method whose ``tune`` grid has finished, at its chosen
+  rate, scored on validation and test like ``seeds``. Seed 0 is the tuning run at that rate; where its weights were
+  kept (soft prompts, LoRA adapters) they are scored instead of trained again. The untuned ``seeds`` runs stay as they
+  are: the comparison's "before".
 - ``methods``: no training; the validation ROUGE of the notebooks' finished runs (``results/<profile>/<method>/``),
   so the sweeps' plots can place every method on the same axes.
 """
@@ -49,19 +53,22 @@ import torch
 
 from peft_helpers.config import (
     FAMILIES, METHOD_TABLE, MODEL_TABLE, TUNE_EPOCHS, TUNE_GRIDS, ConfigError, Profile, get_profile, method_settings,
+    settings_text,
 )
 from peft_helpers.evaluation import generate_summaries, rouge_summary
 from peft_helpers.experiment import (
-    Setup, build_model, config_hash, data_hash, environment, evaluate_method, load_trained, prepare, save_results, train_method,
+    Setup, build_model, config_hash, data_hash, environment, evaluate_method, load_trained, other_settings_message,
+    prepare, save_results, train_method,
 )
 from peft_helpers.methods import AdapterError, parameter_report
 from peft_helpers.results import (
-    COMPLETE, ResultsError, atomic_write_json, read_csv, read_json, read_safetensors, results_dir, sweep_dir,
-    unfinished_reason, verified_rows,
+    ResultsError, atomic_write_json, finished_runs, finished_with_other_settings, read_csv, read_json,
+    read_safetensors, results_dir, run_row, sweep_dir, unfinished_reason, verified_rows,
 )
 from peft_helpers.training import evaluate_loss
 
-SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "tune", "methods")
+SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "tune", "seeds_tuned", "methods")
+SCORED_ON_TEST = ("seeds", "seeds_tuned")  # the sweeps that read the test split
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
 PROMPT_LENGTHS = (1, 5, 20, 50, 100)
 FULL_FT_LRS = (1e-5, 3e-5, 1e-4)
@@ -88,6 +95,8 @@ def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str
         return {f"lr{lr:g}": ("last_blocks", full_fine_tuning(profile, lr)) for lr in FULL_FT_LRS}
     if sweep == "tune":
         return tune_plan(profile, root)
+    if sweep == "seeds_tuned":
+        return tuned_seeds_plan(profile, root)
     plan = {"zero_shot": ("zero_shot", profile)}
     if MODEL_TABLE[profile.model].chat:  # an instruction model, prompted as it was trained to be: its chat template
         plan["zero_shot_chat"] = ("zero_shot", profile.replace(prompt_format="chat"))
@@ -211,6 +220,35 @@ def tune_plan(profile: Profile, root: str | Path = "results") -> dict[str, tuple
     return plan
 
 
+def tuned_seeds_plan(profile: Profile, root: str | Path = "results") -> dict[str, tuple[str, Profile]]:
+    """Seeds 0, 1 and 2 of every method whose tuning grid has finished, each at its chosen rate with the grid's epoch
+    budget and early stopping. Seed 0 is the tuning run at that rate (the same settings): ``run_one`` scores its
+    weights where they were kept instead of training it again."""
+    plan = {}
+    for group in TUNE_GRIDS:
+        choice = tune_choice(profile, group, root)
+        if choice is None:
+            continue
+        method, variant = tune_variant(profile, group, choice["lr"])
+        plan.update({f"{group}-s{seed}": (method, variant.replace(seed=seed)) for seed in SEEDS})
+    return plan
+
+
+def tuning_twin(profile: Profile, sweep: str, name: str, method: str, root: str | Path = "results") -> Path | None:
+    """The tuning run that trained exactly this run of ``seeds_tuned`` (seed 0 at the chosen rate), when its weights
+    are here for these settings; else None."""
+    if sweep != "seeds_tuned" or not METHOD_TABLE[method].trains:
+        return None
+    group = name.rsplit("-s", 1)[0]
+    folder = sweep_dir(profile.name, "tune", root) / _run_name(group, method_settings(profile, method).lr)
+    return folder if unfinished_reason(folder, method, config_hash(profile, method)) is None else None
+
+
+# what a sweep's own metrics hold besides the training statistics it takes over from a reused tuning run
+_RUN_FIELDS = ("sweep", "run", "method", "profile", "split", "seed", "eval_loss", "rouge", "trainable_params",
+               "trainable_percent", "generation_s", "n_val", "hit_cap", "test", "reused_from")
+
+
 _DEPTHS: dict[str, int] = {}
 
 
@@ -232,15 +270,22 @@ def validation_scores(setup: Setup, model, seed: int) -> tuple[list[dict], dict]
     return predictions, rouge
 
 
-def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, checkpoints: str | Path) -> str:
-    """Train (or resume) and score one run of a sweep; write its unit. Returns what was done."""
+def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, checkpoints: str | Path,
+            retrain: bool = False) -> str:
+    """Train (or resume) and score one run of a sweep; write its unit. Returns what was done.
+
+    The run contract of the notebooks: a finished run for these settings is kept (a sweep needs its scores, not its
+    weights, so a fresh clone's committed runs are finished too); a finished run made with other settings is not
+    replaced unless ``retrain``."""
     profile = setup.profile
     folder, digest = sweep_dir(profile.name, sweep, root) / name, config_hash(profile, method)
-    why = unfinished_reason(folder, method, digest)
-    if why is None:
+    if not retrain and scored(folder, method, digest):
         return "finished earlier"
-    if sweep == "tune" and scored(folder, method, digest):  # selection needs the loss, not the weights (not committed)
-        return "finished earlier (its scores are here; the tuning protocol needs no weights)"
+    if not retrain and finished_with_other_settings(folder, method, digest):
+        raise ResultsError(other_settings_message(
+            folder, method, profile, f"to replace it, run again with --retrain; to keep both, move {folder} "
+            "elsewhere first."))
+    why = "--retrain" if retrain else unfinished_reason(folder, method, digest)
     model = build_model(setup, method)
     if sweep == "methods":  # the notebooks' finished run: its weights and validation loss, no new training
         finished = results_dir(profile.name, method, root)
@@ -253,8 +298,15 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
     elif method == "zero_shot":
         history, stats = None, {"best_eval_loss": evaluate_loss(model, setup.splits["validation"], setup.pad_id,
                                                                 profile.train.batch_size, desc="validation loss")}
+    elif not retrain and (twin := tuning_twin(profile, sweep, name, method, root)) is not None:
+        load_trained(model, twin, method)  # computed once: the tuning run at these settings, now scored on test
+        history = read_csv(twin / "history.csv", method)
+        made = read_json(twin / "metrics.json", method)
+        stats = {"best_eval_loss": made["eval_loss"], **{k: v for k, v in made.items() if k not in _RUN_FIELDS},
+                 "reused_from": f"tune/{twin.name}"}
+        why = f"{why}; the weights of tune/{twin.name} (the same settings) are scored instead of training again"
     else:
-        history, stats = train_method(setup, method, model, checkpoints=checkpoints)
+        history, stats = train_method(setup, method, model, retrain=retrain, checkpoints=checkpoints)
     started = time.perf_counter()
     if sweep == "tune":  # selection reads the validation loss only: no summaries to generate
         predictions, rouge = [], None
@@ -268,7 +320,7 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
                "generation_s": round(time.perf_counter() - started, 2), "n_val": len(predictions),
                "hit_cap": sum(p["hit_cap"] for p in predictions)}
     predictions = [{"split": "validation", **p} for p in predictions]
-    if sweep == "seeds":  # the final numbers: the test split too, as the notebooks score it
+    if sweep in SCORED_ON_TEST:  # the final numbers: the test split too, as the notebooks score it
         test, test_predictions = evaluate_method(setup, method, model, stats)
         metrics["split"] = "validation, test"
         metrics["test"] = {k: test[k] for k in ("test_loss", "rouge", "test_loss_s", "generation_s", "mean_new_tokens",
@@ -282,8 +334,11 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
 
 
 def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkpoints: str | Path = "checkpoints",
-              only: list[str] | None = None) -> dict:
-    """Every run of ``sweep`` not finished yet, then its summary.json; returns the summary."""
+              only: list[str] | None = None, retrain: bool = False) -> dict:
+    """Every run of ``sweep`` not finished yet, then its summary.json; returns the summary. ``retrain`` (only with
+    ``only``) trains the named runs again, replacing what is there."""
+    if retrain and not only:
+        raise ConfigError("--retrain replaces finished runs: name them with --runs (it never applies to a whole sweep).")
     setup = prepare(profile)
     plan = runs(profile, sweep, root)
     unknown = sorted(set(only or ()) - set(plan))
@@ -305,7 +360,7 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
         same_data = data_hash(variant) == data_hash(setup.profile)
         trial = dataclasses.replace(setup, profile=variant) if same_data else prepare(variant)  # e.g. the chat format
         try:
-            done = run_one(trial, sweep, name, method, root, checkpoints)
+            done = run_one(trial, sweep, name, method, root, checkpoints, retrain)
         except (ResultsError, AdapterError) as err:
             if sweep != "methods":
                 raise
@@ -321,48 +376,20 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
 
 def describe(profile: Profile, method: str) -> str:
     """A run's method settings as ``key=value`` text (a prompt's init named, settings added later only when set)."""
-    from peft_helpers.experiment import _ADDED_LATER
-
     settings = method_settings(profile, method)
-    if settings is None:
-        return "no training"
-    values = {k: v for k, v in dataclasses.asdict(settings).items()
-              if v is not None and k not in ("init_text", "uniform_init") and _ADDED_LATER.get(k, object()) != v}
-    if method == "prompt_tuning":
-        values["init"] = "uniform" if settings.uniform_init else "text" if settings.init_text else "vocab"
-    return ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in values.items())
+    return settings_text(method, dataclasses.asdict(settings) if settings is not None else None)
 
 
 def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dict:
-    """summary.json: one row per finished run (validation loss and ROUGE-1, trainable parameters, times; test scores
-    for the seeds sweep)."""
-    rows = []
-    for name, (method, variant) in runs(profile, sweep, root).items():
-        folder = sweep_dir(profile.name, sweep, root) / name
-        if not scored(folder, method, config_hash(variant, method)):
-            continue
-        m = read_json(folder / "metrics.json", method)
-        row = {"run": name, "method": method, "settings": describe(variant, method), "seed": variant.seed,
-               "trainable_params": m["trainable_params"], "val_loss": round(m["eval_loss"], 4),
-               "epochs_run": m.get("epochs_run"), "train_time_s": m.get("train_time_s"),
-               "generation_s": m["generation_s"],
-               "device": _device_name(read_json(folder / "config.json", method)["environment"])}
-        if m["rouge"] is not None:
-            r1 = m["rouge"]["rouge1"]
-            row.update({"val_rouge1": round(r1["mean"], 4), "val_rouge1_low": round(r1["low"], 4),
-                        "val_rouge1_high": round(r1["high"], 4)})
-        if sweep == "tune":
-            row["group"], row["lr"] = name.rsplit("-lr", 1)[0], method_settings(variant, method).lr
-        if "test" in m:
-            row["test_loss"] = round(m["test"]["test_loss"], 4)
-            for key in ("rouge1", "rouge2", "rougeL"):
-                score = m["test"]["rouge"][key]
-                row.update({f"test_{key}": round(score["mean"], 4), f"test_{key}_low": round(score["low"], 4),
-                            f"test_{key}_high": round(score["high"], 4)})
-        rows.append(row)
-    split = "validation, test" if sweep == "seeds" else "validation"
-    summary = {"sweep": sweep, "profile": profile.name, "split": split, "n_runs": len(runs(profile, sweep, root)),
-               "rows": rows}
+    """summary.json: one row per finished run on disk (validation loss and ROUGE-1, trainable parameters, times; test
+    scores for the seeds sweep), each made from its run's own files: the runs of the plan in its order, then any other
+    finished run there (made with other settings, or by an older plan), so a partial re-run never drops a row."""
+    plan = runs(profile, sweep, root)
+    finished = {run.name: run for run in finished_runs(profile.name, sweep, root)}
+    order = [name for name in plan if name in finished] + sorted(set(finished) - set(plan))
+    rows = [run_row(finished[name], sweep) for name in order]
+    split = "validation, test" if sweep in SCORED_ON_TEST else "validation"
+    summary = {"sweep": sweep, "profile": profile.name, "split": split, "n_runs": len(plan), "rows": rows}
     if sweep == "tune":
         summary["chosen"] = {group: tune_choice(profile, group, root) for group in TUNE_GRIDS}
     atomic_write_json(summary, sweep_dir(profile.name, sweep, root) / "summary.json")
@@ -370,23 +397,10 @@ def summarize(profile: Profile, sweep: str, root: str | Path = "results") -> dic
 
 
 def scored(folder: Path, method: str, digest: str) -> bool:
-    """Whether ``folder`` holds a finished run's scores for these settings: its completion record matches the settings
-    and its config, metrics and predictions. Unlike a reusable unit the weights may be absent (full-rank weights are
-    not committed, and a run made on another machine may come back without them); such a run is scored, not
-    reusable, so running the sweep trains it again."""
-    files = ("config.json", "metrics.json", "predictions.jsonl")
-    if not (folder / COMPLETE).exists() and all((folder / name).is_file() for name in files):
-        # a committed run (completion records are not committed): its config names the settings it was made with,
-        # so a fresh clone's summary keeps every run that was made elsewhere instead of dropping it
-        try:
-            return read_json(folder / "config.json", method).get("hash") == digest
-        except (ResultsError, ValueError):
-            return False
-    return unfinished_reason(folder, method, digest, files=files) is None
-
-
-def _device_name(env: dict) -> str:
-    return env.get("gpu") or env.get("processor", "unknown")
+    """Whether ``folder`` holds a finished run's scores for these settings: its completion record names them and every
+    file but the weights is as the record says. The weights may be absent (full-rank weights are not committed): a
+    sweep needs the scores only."""
+    return unfinished_reason(folder, method, digest, weights=False) is None
 
 
 # ---------------------------------------------------------------------------
@@ -486,6 +500,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="smollm2-aclsum")
     parser.add_argument("--sweep", nargs="+", choices=SWEEPS, required=True)
     parser.add_argument("--runs", nargs="*", default=None, help="only these runs of the sweep, e.g. r8 r64")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the runs named with --runs again, replacing their finished results")
     parser.add_argument("--list", action="store_true", help="print the sweeps' run names, one per line, and stop")
     parser.add_argument("--summarize", action="store_true",
                         help="only rebuild each sweep's summary.json from the runs on disk (no training)")
@@ -497,7 +513,7 @@ def main(argv=None) -> int:
                 print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
             return 0
         for sweep in args.sweep:
-            summary = summarize(profile, sweep) if args.summarize else run_sweep(profile, sweep, only=args.runs)
+            summary = summarize(profile, sweep) if args.summarize else run_sweep(profile, sweep, only=args.runs, retrain=args.retrain)
             print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
                   f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
     except (ConfigError, ResultsError) as err:  # a setting or a results folder the user can fix: say what, no trace
