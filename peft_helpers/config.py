@@ -34,7 +34,7 @@ class Method:
     name: str
     label: str  # in tables, plots and the report
     color: str  # in every plot
-    notebook: str  # the notebook that makes its results
+    notebook: str | None  # the notebook that makes its results; None: the sweeps alone train it
     settings: str | None  # the Profile field holding its settings; None: nothing is trained
     weights: str | None  # how its trained part is saved: "adapter" (a peft-format folder), "tensors" (one file)
 
@@ -50,8 +50,10 @@ METHOD_TABLE = {m.name: m for m in (
     Method("last_layer", "last layer (LM head)", "#ff7f0e", "02_last_layer_ft.ipynb", "last_layer", "tensors"),
     Method("last_blocks", "last blocks + norm", "#d62728", "02_last_layer_ft.ipynb", "last_blocks", "tensors"),
     Method("lora", "LoRA", "#2ca02c", "03_lora.ipynb", "lora", "adapter"),
+    # the ceiling the others are measured against: every weight trained; the sweeps train it (tools.sweep)
+    Method("full_ft", "full fine-tuning", "#9467bd", None, "full_ft", "tensors"),
 )}
-METHODS = tuple(METHOD_TABLE)
+METHODS = tuple(name for name, m in METHOD_TABLE.items() if m.notebook)  # what the notebooks train and compare
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,18 @@ class LastLayerConfig:
 
 
 @dataclass(frozen=True)
+class FullFTConfig:
+    """Full fine-tuning: every weight of the model trains (the embedding, tied to the LM head, trains once as both)."""
+
+    lr: float = 1e-4
+    epochs: int | None = None  # None: the profile's TrainConfig.epochs (an upper bound: early stopping applies)
+
+    def __post_init__(self) -> None:
+        _learning_rate("full fine-tuning lr", self.lr)
+        _epoch_budget(self.epochs)
+
+
+@dataclass(frozen=True)
 class LoRAConfig:
     """LoRA (Hu et al. 2021): ``W x + (alpha / r) B A x`` on the named layers."""
 
@@ -280,6 +294,7 @@ class Profile:
     last_layer: LastLayerConfig = field(default_factory=LastLayerConfig)
     last_blocks: LastLayerConfig = field(default_factory=lambda: LastLayerConfig(n_blocks=2))
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    full_ft: FullFTConfig = field(default_factory=FullFTConfig)
 
     def __post_init__(self) -> None:
         for name in ("name", "model", "dataset", "separator"):
@@ -321,7 +336,8 @@ class Profile:
 
 
 _SECTIONS = {"train": TrainConfig, "generation": GenerationConfig, "prompt_tuning": PromptTuningConfig,
-             "last_layer": LastLayerConfig, "last_blocks": LastLayerConfig, "lora": LoRAConfig}
+             "last_layer": LastLayerConfig, "last_blocks": LastLayerConfig, "lora": LoRAConfig,
+             "full_ft": FullFTConfig}
 
 
 def _section(kind: type, values: dict, name: str):
@@ -473,10 +489,18 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     return profile
 
 
+def named_profile(name: str) -> Profile:
+    """The profile ``name`` as the project defines it, without ``$PEFT_OVERRIDES`` or a notebook's changes: the
+    settings whose results the comparison reads."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}.")
+    return _BUILDERS[name]()
+
+
 def check_method(method: str) -> str:
     """``method`` itself, or a clear error naming the valid ones."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method not in METHOD_TABLE:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHOD_TABLE)}.")
     return method
 
 

@@ -95,6 +95,16 @@ class SoftPromptModel(nn.Module):
             labels = torch.cat([ignore, labels], dim=1)  # (B, n+T)
         return inputs_embeds, attention_mask, labels
 
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        """The wrapped model on ``input_ids`` with the soft prompt in front, as ``peft``'s ``PeftModel`` does: the
+        four steps of prompt tuning (embed the ids, prepend the prompt, extend the mask, extend the labels with
+        -100). Returns the LM's output; its logits cover the prompt's positions too, and its loss only the labels."""
+        embeds = self.model.get_input_embeddings()(input_ids)  # (B, T, d)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds, attention_mask, labels = self.prepend(embeds, attention_mask, labels)  # (B, n+T, d), (B, n+T)
+        return self.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
 
 def save_prompt_adapter(model: nn.Module, folder: str | Path, base_name: str, init_text: str | None = None) -> Path:
     """The soft prompt in ``peft``'s prompt-tuning format (``adapter_config.json`` with ``PROMPT_TUNING`` +
@@ -424,17 +434,17 @@ def prepare_last_layer(model: nn.Module, n_blocks: int = 0) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def prepare_full_fine_tuning(model: nn.Module, n_blocks: int) -> list[str]:
+def prepare_full_fine_tuning(model: nn.Module, n_blocks: int | None = None, name: str = "full_ft") -> list[str]:
     """Train every weight (the ceiling the other methods are measured against); returns the names of what trains.
 
-    It is ``last_blocks`` with every block plus the embedding, which stays tied to the LM head, so the shared matrix
-    trains once, as both. ``n_blocks`` must be the model's number of blocks (the settings say what was trained).
+    The embedding stays tied to the LM head, so the shared matrix trains once, as both. ``n_blocks``, where given,
+    must be the model's number of blocks (the older ``last_blocks`` form with ``embeddings=True`` says so).
     """
     blocks = transformer_blocks(model)
-    if n_blocks != len(blocks):
+    if n_blocks is not None and n_blocks != len(blocks):
         raise ConfigError(f"full fine-tuning (embeddings=True) needs n_blocks={len(blocks)}, every block of this "
                           f"model, got {n_blocks}.")
-    _claim(model, "last_blocks")
+    _claim(model, name)
     for p in model.parameters():
         p.requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
@@ -540,8 +550,8 @@ class LastLayers(ZeroShot):
         self.name = name
 
     def apply(self, model, settings, tokenizer, seed):
-        if settings.embeddings:
-            prepare_full_fine_tuning(model, settings.n_blocks)
+        if settings.embeddings:  # the sweeps' first full fine-tuning runs (results made before full_ft was a method)
+            prepare_full_fine_tuning(model, settings.n_blocks, name=self.name)
         else:
             prepare_last_layer(model, settings.n_blocks)
         return model
@@ -551,6 +561,18 @@ class LastLayers(ZeroShot):
 
     def load(self, model, folder):
         load_weights(model, adapter_path(folder, self.name))
+
+
+class FullFineTuning(LastLayers):
+    """Every weight trains (the embedding tied to the LM head, once); saved as the trained tensors (538 MB for
+    SmolLM2: never committed)."""
+
+    def __init__(self):
+        super().__init__("full_ft")
+
+    def apply(self, model, settings, tokenizer, seed):
+        prepare_full_fine_tuning(model)
+        return model
 
 
 class LoRA(ZeroShot):
@@ -568,7 +590,7 @@ class LoRA(ZeroShot):
 
 
 METHOD_OBJECTS = {"zero_shot": ZeroShot(), "prompt_tuning": PromptTuning(), "last_layer": LastLayers("last_layer"),
-                  "last_blocks": LastLayers("last_blocks"), "lora": LoRA()}
+                  "last_blocks": LastLayers("last_blocks"), "lora": LoRA(), "full_ft": FullFineTuning()}
 
 
 def method_object(name: str):

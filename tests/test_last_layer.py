@@ -154,3 +154,30 @@ def test_full_fine_tuning_needs_blocks_in_the_settings():
         LastLayerConfig(n_blocks=0, embeddings=True)
     with pytest.raises(ConfigError, match="True or False"):
         LastLayerConfig(n_blocks=2, embeddings="yes")
+
+
+def test_full_fine_tuning_is_its_own_method_training_every_weight_once(tmp_path):
+    """full_ft (the sweeps' ceiling) has its own name, settings and hash: every weight trains, the embedding tied to
+    the head is one parameter trained once, and its weights round-trip through its own file."""
+    import tools.sweep as sweep_module
+    from peft_helpers import build_model, get_profile, prepare
+    from peft_helpers.experiment import training_hash
+    from peft_helpers.methods import method_object, trainable_state
+
+    setup = prepare(get_profile("smoke"))
+    model = build_model(setup, "full_ft")
+    params = list(model.parameters())
+    assert params and all(p.requires_grad for p in params)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, trained once
+    with torch.no_grad():
+        model.get_input_embeddings().weight.add_(0.5)
+    method_object("full_ft").save(model, tmp_path, setup.profile, "tiny")
+    assert (tmp_path / "adapter" / "full_ft.safetensors").is_file()
+    again = build_model(setup, "full_ft")
+    method_object("full_ft").load(again, tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(trainable_state(again).values(), trainable_state(model).values()))
+    method, variant = sweep_module.tune_variant(setup.profile, "full_ft", 3e-5)
+    assert method == "full_ft" and variant.full_ft.lr == 3e-5 and variant.full_ft.epochs == sweep_module.TUNE_EPOCHS
+    old_form = setup.profile.replace(train=dict(precision="fp32"), last_blocks=dict(
+        n_blocks=2, lr=3e-5, embeddings=True, epochs=variant.full_ft.epochs))
+    assert training_hash(variant, "full_ft") != training_hash(old_form, "last_blocks")  # hashes made once, its own

@@ -315,7 +315,7 @@ def test_the_tuning_grid_grows_past_an_edge_until_the_best_rate_is_inside(monkey
     assert list(plan)[:4] == ["last_layer-lr3e-05", "last_layer-lr0.0001", "last_layer-lr0.0003", "last_layer-lr0.001"]
     assert all(variant.train.precision == "fp32" for _, variant in plan.values())
     method, variant = plan["full_ft-lr1e-05"]
-    assert method == "last_blocks" and variant.last_blocks.embeddings and variant.last_blocks.epochs == 8
+    assert method == "full_ft" and variant.full_ft.lr == 1e-5 and variant.full_ft.epochs == 8  # its own method
     for _ in range(12):  # run whatever is planned, as the sweep does, until the plan stops growing
         plan = sweep_module.tune_plan(profile)
         if set(plan) <= finished:

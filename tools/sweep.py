@@ -52,8 +52,8 @@ from pathlib import Path
 import torch
 
 from peft_helpers.config import (
-    FAMILIES, METHOD_TABLE, MODEL_TABLE, TUNE_EPOCHS, TUNE_GRIDS, ConfigError, Profile, get_profile, method_settings,
-    settings_text,
+    FAMILIES, METHOD_TABLE, METHODS, MODEL_TABLE, TUNE_EPOCHS, TUNE_GRIDS, ConfigError, Profile, get_profile,
+    method_settings, settings_text,
 )
 from peft_helpers.evaluation import generate_summaries, rouge_summary
 from peft_helpers.experiment import (
@@ -79,7 +79,7 @@ TRAINED = ("prompt_tuning", "last_layer", "last_blocks", "lora")  # the notebook
 def runs(profile: Profile, sweep: str, root: str | Path = "results") -> dict[str, tuple[str, Profile]]:
     """Run name -> (method, the profile with that run's settings), in the order they are trained."""
     if sweep == "methods":
-        return {method: (method, profile) for method in METHOD_TABLE}
+        return {method: (method, profile) for method in METHODS}
     if sweep not in SWEEPS:
         raise ConfigError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}.")
     profile = profile.replace(train=dict(precision="fp32"))  # the same arithmetic on every device
@@ -146,9 +146,8 @@ def tune_variant(profile: Profile, group: str, lr: float) -> tuple[str, Profile]
     """The method and settings of one tuning run: ``group`` (a method, or one of its tried variants) at ``lr``."""
     epochs = dict(lr=lr, epochs=TUNE_EPOCHS)
     profile = profile.replace(train=dict(precision="fp32"))  # as every sweep trains
-    if group == "full_ft":
-        return "last_blocks", profile.replace(last_blocks=dict(n_blocks=model_depth(profile), embeddings=True,
-                                                               **epochs))
+    if group == "full_ft":  # its own method (the older full_ft sweep trained it as last_blocks with the embedding)
+        return "full_ft", profile.replace(full_ft=epochs)
     if group == "lora_qv":
         targets = FAMILIES[MODEL_TABLE[profile.model].family].lora_default
         return "lora", profile.replace(lora=dict(targets=targets, **epochs))
