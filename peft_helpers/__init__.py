@@ -14,12 +14,12 @@ template, the command-line tools that no notebook imports in ``tools/``.
 """
 
 from .config import (
-    METHODS, PROFILES, ConfigError, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
+    METHODS, PROFILES, ConfigError, FullFTConfig, GenerationConfig, LastLayerConfig, LoRAConfig, Profile,
     PromptTuningConfig, TrainConfig, get_profile, hub_reachable,
 )
 from .data import DataError, TrainCollator, clean_rows, clean_text, encode_example, load_splits
 from .evaluation import generate_summaries, merged, rouge_per_example, rouge_summary
-from .experiment import Setup, build_model, describe, prepare, run_method
+from .experiment import Setup, build_model, describe, effective_settings, experiment_name, prepare, run_method
 from .models import HubUnavailableError, load_model, load_tokenizer
 from .methods import (
     AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, fingerprint,

@@ -16,14 +16,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings
+from .config import (
+    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings, named_profile,
+)
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
 from .evaluation import generate_summaries, rouge_summary
 from .methods import AdapterError, load_trainable_state, method_object, parameter_report, trainable_state
 from .results import (
     ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir, disk_writes,
-    finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason, write_unit,
+    experiment_dir, finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason,
+    write_unit,
 )
 from .training import cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train
 
@@ -215,17 +218,47 @@ def other_settings_message(folder: Path, method: str, profile: Profile, remedy: 
             + (f" ({'; '.join(changed)})" if changed else "") + f". It is not replaced without being asked: {remedy}")
 
 
+def experiment_name(profile: Profile, method: str) -> str | None:
+    """None when ``profile`` trains and scores ``method`` as its named profile does (the unit the comparison reads);
+    else a run name made of the settings that differ, e.g. ``lr=0.002+r=16``: a student's experiment, which
+    ``run_method(..., run=name)`` keeps in its own folder instead of replacing the comparison's result."""
+    base = named_profile(profile.name)
+    if config_hash(profile, method) == config_hash(base, method):
+        return None
+    own = METHOD_TABLE[method].settings
+    sections = {m.settings for m in METHOD_TABLE.values() if m.settings}
+    parts = []
+    for line in settings_difference(json.loads(json.dumps(base.to_dict())), json.loads(json.dumps(profile.to_dict()))):
+        key, value = line.split(":", 1)[0], line.split(" -> ", 1)[1]  # "lora.targets", "['q_proj', 'v_proj']"
+        if key.split(".")[0] not in sections - {own}:
+            value = value.strip("[]()'\"").replace("', '", "+").replace(", ", "+")
+            parts.append(f"{key.split('.')[-1]}={value}")
+    name = "".join(c if c.isalnum() or c in "._-=+" else "" for c in "_".join(parts)).lstrip(".")
+    digest = training_hash(profile, method)[:6]
+    return name if name and len(name) <= 60 else f"{name[:50]}-{digest}" if name else digest
+
+
+def effective_settings(profile: Profile, method: str) -> dict:
+    """What a run of ``method`` will use, defaults resolved: learning rate, epoch budget, batch, warm-up, patience."""
+    settings, train = method_settings(profile, method), train_config(profile, method)
+    return {"lr": getattr(settings, "lr", None), "epochs (at most)": train.epochs, "batch": train.batch_size,
+            "warm-up": f"{train.warmup_ratio:.0%} of the updates", "patience (validation checks)": train.patience,
+            "checks per epoch": train.evals_per_epoch, "precision": train.precision}
+
+
 def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
-               root: str | Path = "results", checkpoints: str | Path = "checkpoints") -> dict:
-    """Train (unless zero-shot) and evaluate ``model``; write and return the results.
+               root: str | Path = "results", checkpoints: str | Path = "checkpoints", run: str | None = None) -> dict:
+    """Train (unless zero-shot) and evaluate ``model``; write and return the results (and their ``folder``).
 
     A finished result for the same settings (the whole unit, see
     ``results.write_unit``) is reused, its weights loaded into ``model``,
     unless ``retrain`` is true. Anything less is trained (or resumed from
-    its checkpoint), and the log says why.
+    its checkpoint), and the log says why. With ``run`` the results go to
+    ``results/<profile>/experiments/<method>/<run>/``, beside the method's
+    own unit, which is then never touched.
     """
     profile = setup.profile
-    folder = results_dir(profile.name, method, root)
+    folder = results_dir(profile.name, method, root) if run is None else experiment_dir(profile.name, method, run, root)
     digest = config_hash(profile, method)
     why = "retrain=True" if retrain else unfinished_reason(folder, method, digest)
     if why is not None and not retrain and finished_with_other_settings(folder, method, digest):
@@ -238,7 +271,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
             load_trained(model, folder, method)
             setattr(model, _TRAINED, True)
             print(f"{method}: reusing the finished results in {folder} (pass retrain=True to train again)")
-            return load_results(profile.name, method, root)
+            return {**load_results(profile.name, method, root, folder=folder), "folder": folder}
         except (ResultsError, AdapterError) as err:
             why = f"its weights could not be loaded ({err})"
     restore_initial(model)
@@ -253,7 +286,7 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     config = {"hash": digest, "method": method, "profile": profile.to_dict(), "environment": environment(),
               "method_settings": dataclasses.asdict(settings) if (settings := method_settings(profile, method)) else None}
     save_results(folder, digest, method, model, profile, config, history, metrics, predictions)
-    return {"metrics": metrics, "config": config, "history": history, "predictions": predictions}
+    return {"metrics": metrics, "config": config, "history": history, "predictions": predictions, "folder": folder}
 
 
 def train_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,

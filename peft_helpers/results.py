@@ -54,6 +54,14 @@ def results_dir(profile_name: str, method: str, root: str | Path = "results") ->
     return profile_dir(profile_name, root) / method
 
 
+def experiment_dir(profile_name: str, method: str, run: str, root: str | Path = "results") -> Path:
+    """``results/<profile>/experiments/<method>/<run>/``: a run with settings of one's own (a notebook's changed
+    parameter), kept beside the comparison's unit instead of replacing it; not committed (``.gitignore``)."""
+    if not run or not all(c.isalnum() or c in "._-=+" for c in run) or run.startswith("."):
+        raise ResultsError(f"a run name is letters, digits and . _ - = + (not starting with a dot), got {run!r}.")
+    return profile_dir(profile_name, root) / "experiments" / method / run
+
+
 def sweep_dir(profile_name: str, sweep: str, root: str | Path = "results") -> Path:
     """``results/<profile>/sweeps/<sweep>/``: one folder per run of a sweep (``tools.sweep``), and summary.json."""
     return profile_dir(profile_name, root) / "sweeps" / sweep
@@ -456,7 +464,8 @@ def finished_runs(profile_name: str, sweep: str, root: str | Path = "results") -
             method = (record or {}).get("method") or read_json(run / "config.json").get("method")
         except (ResultsError, AttributeError):
             continue
-        if record and method in METHOD_TABLE and unfinished_reason(run, method, record.get("hash"), weights=False) is None:
+        if (record and method in METHOD_TABLE
+                and unfinished_reason(run, method, record.get("hash"), weights=False) is None):
             out.append(run)
     return out
 
@@ -490,19 +499,21 @@ def verified_rows(profile_name: str, sweep: str, root: str | Path = "results") -
         differ = [f"{k} {row.get(k)!r} (its run: {v!r})" for k, v in found.items() if row.get(k) != v]
         differ += [f"{k} {row[k]!r} (its run has none)" for k in row if k not in found]
         if differ:
-            raise ResultsError(f"{path}, run {run!r}: {'; '.join(differ)}: the summary does not match the run; {rebuild}")
+            raise ResultsError(f"{path}, run {run!r}: {'; '.join(differ)}: the summary does not match the run; "
+                               f"{rebuild}")
     return summary["rows"]
 
 
-def load_results(profile_name: str, method: str, root: str | Path = "results") -> dict:
-    """``metrics``, ``config``, ``history`` (DataFrame or None) and ``predictions`` of one finished method.
+def load_results(profile_name: str, method: str, root: str | Path = "results", folder: Path | None = None) -> dict:
+    """``metrics``, ``config``, ``history`` (DataFrame or None) and ``predictions`` of one finished method (from
+    ``folder`` where given, e.g. an experiment's; else the method's unit).
 
     Every file is checked for the fields the comparison reads, so a broken
     file fails here, naming itself, rather than deep inside a plot.
     """
-    if method not in METHODS:
+    if method not in METHOD_TABLE:
         raise ResultsError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    folder = results_dir(profile_name, method, root)
+    folder = Path(folder) if folder is not None else results_dir(profile_name, method, root)
     recovered = recover_unit(folder)  # a kill between the two renames of write_unit: finish or undo the swap first
     if recovered:
         print(recovered)

@@ -259,3 +259,36 @@ def test_the_tuned_seeds_score_the_tuning_run_as_seed_0_and_train_seeds_1_and_2(
     assert "reused_from" not in json.loads((folder / "last_layer-s1" / "metrics.json").read_text())
     assert [r["run"] for r in summary["rows"]] == list(plan)
     assert all(0 <= r["test_rouge1"] <= 1 and r["test_loss"] > 0 for r in summary["rows"])
+
+
+# ---------------------------------------------------------------------------
+# A student's experiment: its own folder, the comparison's unit untouched
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "last_layer", "last_blocks", "lora"])
+def test_a_changed_setting_trains_into_its_own_folder_and_leaves_the_committed_unit_as_it_was(method, tmp_path):
+    from peft_helpers import experiment_name
+    from peft_helpers.config import METHOD_TABLE
+    from peft_helpers.results import weight_files
+
+    setup = prepare(get_profile("smoke"))
+    assert experiment_name(setup.profile, method) is None  # the profile's own settings: the comparison's unit
+    run_method(setup, method, build_model(setup, method), root=tmp_path, checkpoints=tmp_path / "ck")
+    unit = results_dir("smoke", method, tmp_path)
+    if method.startswith("last_"):  # a fresh clone: these weights are not committed
+        for name in weight_files(method):
+            (unit / name).unlink()
+    before = snapshot(unit)
+    section = METHOD_TABLE[method].settings
+    changed = prepare(setup.profile.replace(**{section: {"lr": 0.02}}, seed=1))
+    run = experiment_name(changed.profile, method)
+    assert run == "lr=0.02_seed=1"
+    result = run_method(changed, method, build_model(changed, method), root=tmp_path, checkpoints=tmp_path / "ck",
+                        run=run)
+    assert result["folder"] == tmp_path / "smoke" / "experiments" / method / run
+    assert result["config"]["profile"]["seed"] == 1 and load_results(
+        "smoke", method, tmp_path, folder=result["folder"])["metrics"] == json.loads(json.dumps(result["metrics"]))
+    assert snapshot(unit) == before
+    with pytest.raises(ResultsError, match="run name"):
+        run_method(changed, method, build_model(changed, method), root=tmp_path, run="../escape")

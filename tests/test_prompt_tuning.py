@@ -144,3 +144,19 @@ def test_the_saved_soft_prompt_loads_in_peft_and_gives_our_logits(family, tmp_pa
     torch.testing.assert_close(mine, peft_logits, rtol=1e-5, atol=1e-5)
     with pytest.raises(Exception, match="soft prompt"):
         save_prompt_adapter(maker(), tmp_path / "none", "tiny")
+
+
+def test_the_soft_prompt_model_can_be_called_like_the_model_it_wraps(tokenizer):
+    """model(input_ids=...) on a prompt-tuned model works as on peft's PeftModel: same loss as the training path,
+    logits for the prompt's positions too."""
+    from conftest import make_gpt2, toy_batch
+    from peft_helpers import summary_loss
+    from peft_helpers.methods import add_soft_prompt
+
+    model = add_soft_prompt(make_gpt2(), tokenizer, n_tokens=3, init_text=None, seed=0)
+    batch = toy_batch()
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    assert out.logits.shape[:2] == (batch["input_ids"].shape[0], batch["input_ids"].shape[1] + 3)
+    loss, n = summary_loss(model, batch)
+    torch.testing.assert_close(out.loss, loss / n, rtol=1e-5, atol=1e-6)
+    assert model(input_ids=batch["input_ids"]).logits.shape == out.logits.shape  # no mask: every position counts
