@@ -153,3 +153,24 @@ def test_committed_rouge_means_and_intervals_recompute_from_their_predictions():
             assert got[key] == pytest.approx(want[key], abs=1e-12), (metrics_file.parent.name, key)
         checked += 1
     assert checked == 5  # zero-shot and the four trained methods
+
+
+def test_whether_lora_regularised_is_read_against_full_fine_tuning(tmp_path):
+    """The theory answer's sentence on LoRA as a regulariser follows the numbers: a smaller train/validation gap and a
+    smaller rise after the best epoch than full fine-tuning's say it did, the reverse says it did not."""
+    import pandas as pd
+
+    from report.tables import regularisation_words
+
+    def history(train, val):
+        return pd.DataFrame({"epoch": range(len(val)), "train_loss": [float("nan"), *train], "eval_loss": val})
+
+    lora = {"lora": {"history": history([2.4, 2.2], [3.2, 2.70, 2.71])}}
+    folder = tmp_path / "p" / "sweeps" / "seeds" / "full_ft-s0"
+    folder.mkdir(parents=True)
+    history([2.0, 1.4], [3.2, 2.67, 2.77]).to_csv(folder / "history.csv", index=False)
+    words = regularisation_words(lora, "p", tmp_path)
+    assert words.startswith("Against full fine-tuning it did:") and "a gap of 0.50" in words and "a gap of 1.27" in words
+    history([2.6, 2.5], [3.2, 2.9, 2.8]).to_csv(folder / "history.csv", index=False)  # full rank fits less here
+    assert regularisation_words(lora, "p", tmp_path).startswith("Against full fine-tuning it did not visibly do so")
+    assert "cannot say" in regularisation_words(lora, "other", tmp_path)
