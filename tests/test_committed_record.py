@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tools.sweep as sweep_module
-from peft_helpers import ResultsError, build_model, get_profile, load_results, prepare, run_method
+from peft_helpers import METHODS, ResultsError, build_model, get_profile, load_results, prepare, run_method
 from peft_helpers.experiment import config_hash
 from peft_helpers.results import (
     COMPLETE, file_sha256, read_record, results_dir, sweep_dir, unfinished_reason, verified_rows,
@@ -292,3 +292,18 @@ def test_a_changed_setting_trains_into_its_own_folder_and_leaves_the_committed_u
     assert snapshot(unit) == before
     with pytest.raises(ResultsError, match="run name"):
         run_method(changed, method, build_model(changed, method), root=tmp_path, run="../escape")
+
+
+def test_the_quick_real_mode_is_the_committed_setup_made_small_and_writes_nothing_committed():
+    from peft_helpers.plots import output_dirs
+
+    quick, full = get_profile("smollm2-quick"), get_profile("smollm2-aclsum")
+    assert (quick.model, quick.dataset, quick.lora, quick.generation) == (full.model, full.dataset, full.lora,
+                                                                          full.generation)
+    assert (quick.n_train, quick.n_val, quick.n_test, quick.train.epochs) == (24, 10, 10, 2)
+    assert all(config_hash(quick, m) != config_hash(full, m) for m in METHODS)
+    figures, report = output_dirs("smollm2-quick")
+    assert figures.parts[:2] == report.parts[:2] == ("results", "smollm2-quick")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "results/smollm2-quick/lora/metrics.json"],
+                             cwd=ROOT)
+    assert ignored.returncode == 0
