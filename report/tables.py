@@ -134,6 +134,16 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def run_words(profile_name: str, root="results") -> str | None:
+    """Which ``make run`` made these results and this report (``results/<profile>/run.json``), or None."""
+    path = profile_dir(profile_name, root) / "run.json"
+    if not path.is_file():
+        return None
+    run = read_json(path)
+    dirty = " with changes not committed" if run.get("uncommitted_changes") else ""
+    return f"make run of {run['id']}, commit {str(run.get('commit', 'unknown'))[:10]}{dirty}"
+
+
 def regularisation_words(results: dict[str, dict], profile_name: str, root="results") -> str:
     """Whether LoRA's low-rank constraint acted as a regulariser, read against full fine-tuning: the gap between the
     last training loss and the best validation loss, and how far validation loss rose after its best, for LoRA's run
@@ -429,6 +439,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         # the date of the newest result, so that the same results make the same PDF (today's, for a result without one)
         "date": settings.get("date") or latest_finished(profile_name, root) or datetime.date.today().isoformat(),
         "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
+        "run": run_words(profile_name, root),
         "base_params": f"{base_params(results):,}",
         "setup": setup_rows(config), "rouge": as_table(rouge), "cost": as_table(cost),
         "figures": {"loss": "/" + str(figures / "loss_curves.png"), "rouge": "/" + str(figures / "rouge.png")},

@@ -340,6 +340,19 @@ def test_the_runner_executes_a_notebook_of_the_smoke_profile(monkeypatch):
     main(["--profile", "smoke", "--only", "00_data_prep"])
     cells = [c for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"]
     assert cells and all(c.get("execution_count") for c in cells)  # every cell ran
+    run = json.loads(executed.read_text())["metadata"]["peft_run"]  # which run and commit made it
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert run["profile"] == "smoke" and run["commit"] == (head or "unknown") and run["id"].endswith("Z")
+
+
+def test_the_report_names_the_run_that_made_its_results(tmp_path):
+    from report.tables import run_words
+
+    assert run_words("p", tmp_path) is None
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "run.json").write_text(json.dumps({"id": "2026-12-03T21:00:00Z", "commit": "0123456789abcdef",
+                                                         "uncommitted_changes": True}))
+    assert run_words("p", tmp_path) == "make run of 2026-12-03T21:00:00Z, commit 0123456789 with changes not committed"
 
 
 def test_settings_added_later_keep_the_committed_results_valid_and_count_once_set():

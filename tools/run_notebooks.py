@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,11 +73,27 @@ def strip_widgets(notebook) -> None:
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data" or o.get("data")]
 
 
-def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
+def this_run(root: Path, profile_name: str) -> dict:
+    """Which run this is: its start (UTC, the run's id), the commit it ran and whether tracked files other than the
+    run's own outputs had changes not committed."""
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    outputs = ("notebooks/", "results/", "figures/", "report/report.pdf")
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"id": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "profile": profile_name,
+            "commit": git("rev-parse", "HEAD") or "unknown",
+            "uncommitted_changes": None if changed is None else any(
+                not line[3:].startswith(outputs) for line in changed.splitlines())}
+
+
+def run_notebook(path: Path, target: Path, failed: Path, timeout: int, run: dict | None = None) -> float:
     """Execute one notebook with its folder as the working directory; save it to ``target`` if it ran through.
 
     On an error the executed copy goes to ``failed`` (to show where it
-    stopped) and ``target`` keeps what it held before.
+    stopped) and ``target`` keeps what it held before. ``run`` is recorded in
+    the saved notebook's metadata (``peft_run``).
     """
     import nbformat
 
@@ -101,6 +118,8 @@ def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     strip_widgets(notebook)
+    if run is not None:
+        notebook.metadata["peft_run"] = run
     nbformat.write(notebook, tmp)
     tmp.replace(target)
     return time.perf_counter() - started
@@ -109,7 +128,8 @@ def run_notebook(path: Path, target: Path, failed: Path, timeout: int) -> float:
 STAGES = ("train_time_s", "validation_s", "test_loss_s", "generation_s")
 
 
-def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], total_s: float, started: float) -> Path:
+def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], total_s: float, started: float,
+                  run: dict | None = None) -> Path:
     """``results/<profile>/timings.json``: this run's wall time per notebook and per method stage, with the CPU.
 
     A method whose results were reused rather than made by this run is marked so (its stage times are older).
@@ -125,7 +145,7 @@ def write_timings(root: Path, profile_name: str, notebooks: dict[str, float], to
             metrics = json.loads(path.read_text())
             methods[method] = {"made_by_this_run": path.stat().st_mtime >= started,
                                **{stage: metrics.get(stage) for stage in STAGES}}
-    record = {"profile": profile_name, "total_s": round(total_s, 1),
+    record = {"profile": profile_name, "run": run, "total_s": round(total_s, 1),
               "notebooks_s": {k: round(v, 1) for k, v in notebooks.items()}, "methods": methods,
               "environment": environment()}
     return atomic_write_json(record, profile_dir(profile_name, root / "results") / "timings.json")
@@ -151,16 +171,21 @@ def main(argv=None) -> int:
     print(f"running the notebooks on profile {profile.name}; executed notebooks go to "
           f"{'notebooks/ (committed)' if in_place else copies}", flush=True)
     total, timings, started = time.perf_counter(), {}, time.time()
+    run = this_run(root, profile.name)
+    if args.only is None:  # a whole run: the report it makes names it (results/<profile>/run.json)
+        from peft_helpers.results import atomic_write_json
+
+        atomic_write_json(run, profile_dir(profile.name, root / "results") / "run.json")
     for name in args.only or NOTEBOOKS:
         source = root / "notebooks" / f"{name}.ipynb"
         target = source if in_place else copies / f"{name}.ipynb"
-        timings[name] = run_notebook(source, target, copies / f"{name}.failed.ipynb", args.timeout)
+        timings[name] = run_notebook(source, target, copies / f"{name}.failed.ipynb", args.timeout, run)
         print(f"\n{name}: {timings[name]:.0f} s", flush=True)
     report = root / output_dirs(profile.name)[1] / "report.pdf"
     print("\nwall time per notebook: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     print(f"all done in {time.perf_counter() - total:.0f} s; report: {report}", flush=True)
     if args.only is None:  # a whole run: record where its time went
-        print(f"stage timings: {write_timings(root, profile.name, timings, time.perf_counter() - total, started)}")
+        print(f"stage timings: {write_timings(root, profile.name, timings, time.perf_counter() - total, started, run)}")
     return 0 if report.exists() else 1
 
 
