@@ -218,11 +218,12 @@ def other_settings_message(folder: Path, method: str, profile: Profile, remedy: 
             + (f" ({'; '.join(changed)})" if changed else "") + f". It is not replaced without being asked: {remedy}")
 
 
-def experiment_name(profile: Profile, method: str) -> str | None:
-    """None when ``profile`` trains and scores ``method`` as its named profile does (the unit the comparison reads);
-    else a run name made of the settings that differ, e.g. ``lr=0.002+r=16``: a student's experiment, which
+def experiment_name(profile: Profile, method: str, base: Profile | None = None) -> str | None:
+    """None when ``profile`` trains and scores ``method`` as ``base`` does (default: its named profile; a notebook
+    passes the profile before its parameter cell's changes, ``$PEFT_OVERRIDES`` included): the unit the comparison
+    reads. Else a run name made of the settings that differ, e.g. ``lr=0.002_r=16``: a student's experiment, which
     ``run_method(..., run=name)`` keeps in its own folder instead of replacing the comparison's result."""
-    base = named_profile(profile.name)
+    base = base if base is not None else named_profile(profile.name)
     if config_hash(profile, method) == config_hash(base, method):
         return None
     own = METHOD_TABLE[method].settings

@@ -307,3 +307,13 @@ def test_the_quick_real_mode_is_the_committed_setup_made_small_and_writes_nothin
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "results/smollm2-quick/lora/metrics.json"],
                              cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def test_a_whole_run_with_overrides_is_not_an_experiment_but_a_notebook_change_on_top_of_it_is(monkeypatch):
+    from peft_helpers import experiment_name
+
+    monkeypatch.setenv("PEFT_OVERRIDES", '{"n_train": 8}')  # make run with other sizes: the comparison's own units
+    base = get_profile("smoke")
+    assert experiment_name(base, "lora", base) is None
+    assert experiment_name(base.replace(lora=dict(r=2)), "lora", base) == "r=2"
+    assert experiment_name(base, "lora") == "n_train=8"  # against the project's own profile, it is one
