@@ -373,3 +373,15 @@ def test_the_tuning_protocol_does_not_train_again_a_committed_run(tmp_path, monk
     capsys.readouterr()
     run_sweep(profile, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["last_layer-lr0.001"])
     assert "last_layer-lr0.001: finished earlier" in capsys.readouterr().out
+
+
+def test_a_sweep_that_trains_nothing_rewrites_nothing(swept):
+    """make sweep in a fresh clone finds every committed run finished: the summary comes out byte-identical and the
+    rank sweep's geometry is not recomputed (its SVDs differ in the last digits from machine to machine)."""
+    root, _ = swept
+    folder = sweep_dir("smoke", "lora_rank", root)
+    geometry = folder / "geometry.json"
+    geometry.write_text(geometry.read_text().replace("{", '{"kept": true, ', 1))
+    before = {p.name: p.read_bytes() for p in (folder / "summary.json", geometry)}
+    run_sweep(get_profile("smoke"), "lora_rank", root=root, checkpoints=root / "ck", only=["r8", "r64"])
+    assert {p.name: p.read_bytes() for p in (folder / "summary.json", geometry)} == before

@@ -345,6 +345,7 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
         raise ConfigError(f"sweep {sweep} has no run(s) {unknown}; its runs are {', '.join(plan)}.")
     first = ("r8", "r64") if sweep == "lora_rank" else ()  # what lora_geometry needs, in case the sweep is cut short
     visited: set[str] = set()
+    made: set[str] = set()  # the runs this call trained or scored (not finished earlier)
     while True:  # the plan is read again after every run: a finished grid can add rates (the tune sweep)
         plan = runs(profile, sweep, root)
         pending = [(i, name, mv) for i, (name, mv) in
@@ -365,11 +366,15 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
                 raise
             done = f"skipped: the notebooks' run of {method} is not here ({err})"  # e.g. a fresh clone: make run first
         print(f"[{sweep} {i}/{len(plan)}] {name}: {done}, {time.perf_counter() - started:.0f} s", flush=True)
+        if not done.startswith(("finished earlier", "skipped")):
+            made.add(name)
     if sweep == "seeds" and not any(name.startswith("full_ft") for name in plan):
         print("[seeds] full fine-tuning is left out until the full_ft sweep has finished (it chooses its lr)")
     summary = summarize(profile, sweep, root)
-    if sweep == "lora_rank" and {"r8", "r64"} <= {r["run"] for r in summary["rows"]}:
-        atomic_write_json(lora_geometry(profile, root), sweep_dir(profile.name, sweep, root) / "geometry.json")
+    geometry = sweep_dir(profile.name, sweep, root) / "geometry.json"
+    if (sweep == "lora_rank" and {"r8", "r64"} <= {r["run"] for r in summary["rows"]}
+            and (made & {"r8", "r64"} or not geometry.exists())):  # recomputed only from new adapters: SVDs differ
+        atomic_write_json(lora_geometry(profile, root), geometry)  # in their last digits from machine to machine
     return summary
 
 
