@@ -389,7 +389,7 @@ def check_unchanged(folder: Path, method: str) -> None:
             raise _missing(folder, method)
         raise ResultsError(f"{folder / COMPLETE} is missing: a result without its completion record (the checksums "
                            f"of its files) is not read; {remedy}.")
-    if record.get("method", method) != method:
+    if record.get("method") not in (None, method):  # None: a record older than the method field
         raise ResultsError(f"{folder} holds a result of {record['method']!r}, not of {method!r} (its {COMPLETE}); "
                            f"{remedy}.")
     weights = set(record.get("weights") or ())
