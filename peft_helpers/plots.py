@@ -120,9 +120,25 @@ def show_source(obj):
     return Markdown(f"```python\n{textwrap.dedent(inspect.getsource(obj)).rstrip()}\n```")
 
 
-def show(frame: pd.DataFrame):
+class Table:
+    """A table that reads whole wherever the notebook is read: HTML in Jupyter, plain text in an export or a text
+    viewer (a pandas Styler alone saves only ``<pandas.io.formats.style.Styler at 0x...>`` as its text)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def _repr_html_(self) -> str:
+        style = self.frame.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "normal"})
+        return style.to_html()
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None, "display.width", 10_000):
+            return self.frame.to_string(index=False)
+
+
+def show(frame: pd.DataFrame) -> Table:
     """A table for a notebook with every cell's full text (pandas cuts columns at 50 characters)."""
-    return frame.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "normal"})
+    return Table(frame)
 
 
 def metrics_row(metrics: dict) -> pd.DataFrame:

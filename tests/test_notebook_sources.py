@@ -31,3 +31,14 @@ def test_a_shown_name_resolves_to_the_package_code():
 def test_the_saved_source_is_the_current_code(stem, dotted, saved):
     assert saved == shown_text(dotted), (
         f"notebooks/{stem}.ipynb shows an outdated {dotted}; run python -m tools.refresh_sources")
+
+
+def test_a_shown_table_reads_whole_as_html_and_as_plain_text():
+    import pandas as pd
+
+    from peft_helpers.plots import show
+
+    long = "a summary " * 20
+    table = show(pd.DataFrame({"method": ["LoRA"], "summary": [long]}))
+    assert "<table" in table._repr_html_() and long.strip() in table._repr_html_()
+    assert long.strip() in repr(table) and "Styler" not in repr(table)  # what an export or a text viewer shows
