@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -189,6 +190,20 @@ def add_soft_prompt(model: nn.Module, tokenizer, n_tokens: int, init_text: str |
         ids = torch.randint(0, min(5000, embedding.shape[0]), (n_tokens,), generator=generator).tolist()
     prompt = embedding[torch.tensor(ids, device=embedding.device)]  # (n, d)
     return SoftPromptModel(model, prompt)
+
+
+@torch.no_grad()
+def nearest_tokens(model: SoftPromptModel, tokenizer, k: int = 3) -> list[dict]:
+    """What a learned prompt is near in the vocabulary: for each soft token, the ``k`` token embeddings of highest
+    cosine similarity, with that similarity. A soft prompt is continuous: nothing forces its vectors to be words, and
+    how close they stay to one is a measure of how interpretable it is (Lester et al. 2021, sec. 7)."""
+    if not isinstance(model, SoftPromptModel):
+        raise AdapterError("nearest_tokens needs a prompt-tuned model (add_soft_prompt).")
+    table = F.normalize(model.model.get_input_embeddings().weight.float(), dim=-1)  # (V, d)
+    prompt = F.normalize(model.prompt.float(), dim=-1)  # (n, d)
+    similarity, ids = (prompt @ table.T).topk(k, dim=-1)  # (n, k)
+    return [{"position": i, "tokens": [tokenizer.decode([t]) for t in row], "cosine": [round(c, 3) for c in sims]}
+            for i, (row, sims) in enumerate(zip(ids.tolist(), similarity.tolist()))]
 
 
 # ---------------------------------------------------------------------------

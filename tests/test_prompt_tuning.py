@@ -160,3 +160,20 @@ def test_the_soft_prompt_model_can_be_called_like_the_model_it_wraps(tokenizer):
     loss, n = summary_loss(model, batch)
     torch.testing.assert_close(out.loss, loss / n, rtol=1e-5, atol=1e-6)
     assert model(input_ids=batch["input_ids"]).logits.shape == out.logits.shape  # no mask: every position counts
+
+
+def test_the_learned_prompts_nearest_tokens_start_as_the_tokens_it_was_initialised_from(tokenizer):
+    """Initialised from vocabulary rows, each soft token is exactly its row's token (cosine 1) until training moves
+    it."""
+    from conftest import make_llama
+    from peft_helpers.methods import add_soft_prompt, nearest_tokens
+
+    model = add_soft_prompt(make_llama(), tokenizer, n_tokens=4, init_text=None, seed=0)  # sampled vocabulary rows
+    table = model.model.get_input_embeddings().weight
+    started_as = [int((table == row).all(dim=1).nonzero()[0]) for row in model.prompt]
+    rows = nearest_tokens(model, tokenizer, k=2)
+    assert [r["tokens"][0] for r in rows] == [tokenizer.decode([i]) for i in started_as]
+    assert all(r["cosine"][0] == 1.0 and r["cosine"][0] >= r["cosine"][1] for r in rows)
+    with torch.no_grad():
+        model.prompt.add_(torch.randn_like(model.prompt) * 10)  # moved far: no longer a word
+    assert max(r["cosine"][0] for r in nearest_tokens(model, tokenizer)) < 1.0
