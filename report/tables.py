@@ -129,7 +129,6 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
             "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
             "start_loss": number(h.eval_loss.iloc[0]) if h is not None else number(m["eval_loss"]),
             "epochs": str(m.get("epochs_run", "-")), "learned": m.get("learned", True) is not False,
-            "final_train_loss": number(h.train_loss.dropna().iloc[-1]) if h is not None else "-",
         }
     return out
 
