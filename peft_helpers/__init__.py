@@ -19,11 +19,13 @@ from .config import (
 )
 from .data import DataError, TrainCollator, clean_rows, clean_text, encode_example, load_splits
 from .evaluation import generate_summaries, merged, rouge_per_example, rouge_summary
-from .experiment import Setup, build_model, describe, effective_settings, experiment_name, prepare, run_method
+from .experiment import (
+    Setup, build_model, describe, effective_settings, experiment_name, prepare, run_method, sample_summaries,
+)
 from .models import HubUnavailableError, load_model, load_tokenizer
 from .methods import (
     AdapterError, LoRALayer, SoftPromptModel, add_lora, add_soft_prompt, fingerprint,
     load_lora_adapter, merge_lora, parameter_report, prepare_last_layer, save_lora_adapter, unmerge_lora,
 )
 from .results import ResultsError, load_results
-from .training import evaluate_loss, model_logits, summary_loss, train
+from .training import Recipe, evaluate_loss, model_logits, summary_loss, train

@@ -21,14 +21,16 @@ from .config import (
 )
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
-from .evaluation import generate_summaries, rouge_summary
+from .evaluation import generate_summaries, rouge_per_example, rouge_summary
 from .methods import AdapterError, load_trainable_state, method_object, parameter_report, trainable_state
 from .results import (
     ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir, disk_writes,
     experiment_dir, finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason,
     write_unit,
 )
-from .training import cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train
+from .training import (
+    Recipe, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train,
+)
 
 _INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
 _TRAINED = "_peft_helpers_trained"  # set once run_method has trained or loaded the model
@@ -147,6 +149,13 @@ def training_hash(profile: Profile, method: str) -> str:
                     "method": method, "settings": settings})
 
 
+def recipe_hash(profile: Profile, method: str, recipe: Recipe, settings_hash=config_hash) -> str:
+    """``settings_hash(profile, method)`` for the default recipe (every committed result's); with another recipe, a
+    hash of that and the recipe's functions, so that its result and checkpoint are never taken for the default's."""
+    plain = settings_hash(profile, method)
+    return plain if recipe.default else _digest({"settings": plain, "recipe": recipe.describe()})
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -239,6 +248,15 @@ def experiment_name(profile: Profile, method: str, base: Profile | None = None) 
     return name if name and len(name) <= 60 else f"{name[:50]}-{digest}" if name else digest
 
 
+def sample_summaries(setup: Setup, model: nn.Module, split: str = "validation", indices=(0, 1)) -> list[dict]:
+    """``model``'s summaries of a few documents of ``split`` (greedy, the profile's decoding), each with its ROUGE-1
+    F1 against the reference: the notebooks run it before training and after, on the same documents."""
+    rows = [setup.splits[split][i] for i in indices]
+    predictions = generate_summaries(model, setup.tokenizer, rows, setup.profile.generation, desc="sample summaries")
+    rouge1 = rouge_per_example([p["prediction"] for p in predictions], [p["reference"] for p in predictions])["rouge1"]
+    return [{**p, "rouge1": float(r)} for p, r in zip(predictions, rouge1)]
+
+
 def effective_settings(profile: Profile, method: str) -> dict:
     """What a run of ``method`` will use, defaults resolved: learning rate, epoch budget, batch, warm-up, patience."""
     settings, train = method_settings(profile, method), train_config(profile, method)
@@ -248,7 +266,8 @@ def effective_settings(profile: Profile, method: str) -> dict:
 
 
 def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
-               root: str | Path = "results", checkpoints: str | Path = "checkpoints", run: str | None = None) -> dict:
+               root: str | Path = "results", checkpoints: str | Path = "checkpoints", run: str | None = None,
+               recipe: Recipe | None = None) -> dict:
     """Train (unless zero-shot) and evaluate ``model``; write and return the results (and their ``folder``).
 
     A finished result for the same settings (the whole unit, see
@@ -256,11 +275,14 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
     unless ``retrain`` is true. Anything less is trained (or resumed from
     its checkpoint), and the log says why. With ``run`` the results go to
     ``results/<profile>/experiments/<method>/<run>/``, beside the method's
-    own unit, which is then never touched.
+    own unit, which is then never touched. A ``recipe`` other than the default (another loss, optimizer or
+    schedule) is always an experiment: without ``run`` it is named ``recipe-<digest>``.
     """
-    profile = setup.profile
+    profile, recipe = setup.profile, recipe or Recipe()
+    if run is None and not recipe.default:
+        run = f"recipe-{recipe_hash(profile, method, recipe)[:6]}"
     folder = results_dir(profile.name, method, root) if run is None else experiment_dir(profile.name, method, run, root)
-    digest = config_hash(profile, method)
+    digest = recipe_hash(profile, method, recipe)
     why = "retrain=True" if retrain else unfinished_reason(folder, method, digest)
     if why is not None and not retrain and finished_with_other_settings(folder, method, digest):
         raise ResultsError(other_settings_message(
@@ -281,26 +303,27 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
     else:
         print(f"{method}: training, because {why}", flush=True)
-        history, stats = train_method(setup, method, model, retrain, checkpoints)
+        history, stats = train_method(setup, method, model, retrain, checkpoints, recipe)
     setattr(model, _TRAINED, True)
     metrics, predictions = evaluate_method(setup, method, model, stats)
     config = {"hash": digest, "method": method, "profile": profile.to_dict(), "environment": environment(),
-              "method_settings": dataclasses.asdict(settings) if (settings := method_settings(profile, method)) else None}
+              "method_settings": dataclasses.asdict(settings) if (settings := method_settings(profile, method)) else None,
+              **({} if recipe.default else {"recipe": recipe.describe()})}
     save_results(folder, digest, method, model, profile, config, history, metrics, predictions)
     return {"metrics": metrics, "config": config, "history": history, "predictions": predictions, "folder": folder}
 
 
 def train_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
-                 checkpoints: str | Path = "checkpoints") -> tuple[pd.DataFrame, dict]:
-    """Train ``model`` with the method's settings, resuming its checkpoint unless ``retrain``."""
-    profile = setup.profile
-    run = training_hash(profile, method)
+                 checkpoints: str | Path = "checkpoints", recipe: Recipe | None = None) -> tuple[pd.DataFrame, dict]:
+    """Train ``model`` with the method's settings (and ``recipe``), resuming its checkpoint unless ``retrain``."""
+    profile, recipe = setup.profile, recipe or Recipe()
+    run = recipe_hash(profile, method, recipe, training_hash)
     checkpoint = checkpoint_dir(profile.name, method, run, checkpoints)
     if retrain and checkpoint.exists():
         shutil.rmtree(checkpoint)  # train again from scratch, not from the last checkpoint
     reset_peak_memory()
     return train(model, setup.splits, setup.pad_id, train_config(profile, method),
-                 method_settings(profile, method).lr, profile.seed, checkpoint, run)
+                 method_settings(profile, method).lr, profile.seed, checkpoint, run, recipe)
 
 
 def evaluate_method(setup: Setup, method: str, model: nn.Module, stats: dict) -> tuple[dict, list[dict]]:

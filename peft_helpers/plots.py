@@ -154,6 +154,18 @@ def prediction_examples(predictions: list[dict], k: int = 3, width: int = 500) -
                          for p in predictions[:k]])
 
 
+def before_after(before: list[dict], after: list[dict], width: int = 400) -> pd.DataFrame:
+    """The same documents summarised before training and after (``experiment.sample_summaries`` twice), with each
+    summary's ROUGE-1 against the reference."""
+    if [b["id"] for b in before] != [a["id"] for a in after]:
+        raise ValueError("before and after must summarise the same documents, in the same order")
+    cut = lambda text: textwrap.shorten(text or "(empty)", width)  # noqa: E731
+    return pd.DataFrame([{"id": b["id"], "reference": cut(b["reference"]),
+                          "before training": f"{cut(b['prediction'])} (ROUGE-1 {b['rouge1']:.2f})",
+                          "after training": f"{cut(a['prediction'])} (ROUGE-1 {a['rouge1']:.2f})"}
+                         for b, a in zip(before, after)])
+
+
 def plot_history(history: pd.DataFrame, title: str, path: Path | None = None):
     """Train and validation loss of one method against epochs."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

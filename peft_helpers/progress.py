@@ -14,3 +14,10 @@ def progress(*args, **kwargs):
     else:
         from tqdm.auto import tqdm
     return tqdm(*args, **kwargs)
+
+
+def tqdm_write(line: str) -> None:
+    """Print ``line`` without breaking a progress bar that is being drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(line)

@@ -12,6 +12,8 @@ B x T x V logits would dominate memory.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import resource
@@ -20,6 +22,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -28,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .config import ConfigError, TrainConfig
-from .progress import progress
+from .progress import progress, tqdm_write as _write
 from .data import TrainCollator
 from .methods import (
     embed_batch, final_norm, language_model, load_trainable_state, trainable_state, transformer_blocks,
@@ -356,6 +359,46 @@ def linear_schedule(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter 2019) over ``params``, the trainable parameters only: every committed result's."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def _source(function) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):  # a builtin, or defined where no source is kept
+        return f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The three choices that make the training loop, as functions a notebook can name and replace.
+
+    - ``loss(model, batch) -> (summed loss, labelled tokens)``: what each update lowers;
+    - ``optimizer(params, lr, weight_decay) -> torch optimizer``: how it moves the trainable parameters;
+    - ``schedule(optimizer, warmup, total) -> LR scheduler``: the learning rate at each update.
+
+    The default is the one every committed result was trained with. The validation loss stays ``summary_loss``
+    whatever ``loss`` is (it is the measure the methods are compared on); early stopping reads it. Another recipe
+    trains into an experiment folder of its own (``run_method``), and its hash includes the functions' source.
+    """
+
+    loss: Callable = summary_loss
+    optimizer: Callable = adamw
+    schedule: Callable = linear_schedule
+
+    @property
+    def default(self) -> bool:
+        return self == Recipe()
+
+    def describe(self) -> dict:
+        """Each choice's name and the SHA-256 of its source (what a result made with this recipe records)."""
+        return {part: {"name": getattr(f, "__qualname__", repr(f)),
+                       "source_sha256": hashlib.sha256(_source(f).encode()).hexdigest()}
+                for part, f in (("loss", self.loss), ("optimizer", self.optimizer), ("schedule", self.schedule))}
+
+
 def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     state = optimizer.state_dict()
     tensors = {}
@@ -484,7 +527,7 @@ def _trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 @dataclass
-class _Loop:
+class Loop:
     """The moving parts of one training run, so that ``train`` reads as its steps: a batch, a validation check, an
     epoch."""
 
@@ -502,6 +545,8 @@ class _Loop:
     lr: float
     micro: int  # rows per forward pass
     lengths: list = field(default_factory=list)  # tokens per training row
+    loss: Callable = summary_loss  # the recipe's training loss
+    show: bool = True  # print each validation check
 
     def evaluate(self, epoch_float: float, train_loss: float) -> None:
         """One validation check: the history row, the best weights, the patience count."""
@@ -514,11 +559,17 @@ class _Loop:
         state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
                               "eval_loss": eval_loss, "lr": self.scheduler.get_last_lr()[0],
                               "elapsed": round(state.train_time, 2)})
-        if eval_loss < state.best - 1e-6:
+        improved = eval_loss < state.best - 1e-6
+        if improved:
             state.best, state.since_best = eval_loss, 0
             self.best_weights.update(trainable_state(self.model))
         else:
             state.since_best += 1
+        if self.show:
+            seen = ("before training" if math.isnan(train_loss) else
+                    f"epoch {epoch_float:5.2f}  update {state.update:5d}  train loss {train_loss:.4f}")
+            _write(f"{seen}  validation loss {eval_loss:.4f}  " + (
+                "best so far" if improved else f"not better ({state.since_best} of {self.config.patience} allowed)"))
 
     def part_loss(self, part: list[int], count: int) -> torch.Tensor:
         """The summed loss of training rows ``part`` divided by ``count``, the labelled tokens of their whole batch."""
@@ -526,7 +577,7 @@ class _Loop:
             loss_sum, _ = self.features["train"].loss(self.model, part)
         else:
             batch = TrainCollator(self.pad_id)([self.splits["train"][j] for j in part])
-            loss_sum, _ = summary_loss(self.model, {k: v.to(self.accelerator.device) for k, v in batch.items()})
+            loss_sum, _ = self.loss(self.model, {k: v.to(self.accelerator.device) for k, v in batch.items()})
         return loss_sum / count
 
     def step(self, indices: list[int]) -> float:
@@ -583,7 +634,8 @@ class _Loop:
 
 
 def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float, seed: int = 0,
-          checkpoint_dir: str | Path | None = None, config_hash: str = "") -> tuple[pd.DataFrame, dict]:
+          checkpoint_dir: str | Path | None = None, config_hash: str = "",
+          recipe: Recipe | None = None) -> tuple[pd.DataFrame, dict]:
     """Train the parameters of ``model`` that require grad; returns (history, stats).
 
     ``splits`` needs tokenized ``train`` and ``validation``. With a
@@ -591,15 +643,17 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     the same ``config_hash`` resumes from it. On return the model holds the
     weights with the best validation loss; ``stats["learned"]`` says whether
     they beat the starting validation loss. NaN or inf losses raise
-    ``TrainingError``.
+    ``TrainingError``. ``recipe`` names the loss, the optimizer and the schedule (default: ``Recipe()``). Each
+    validation check prints a line: the training loss since the last check and the validation loss.
     """
+    recipe = recipe or Recipe()
     accelerator = make_accelerator(config)  # one process unless torchrun or accelerate launch started several
     torch.manual_seed(seed)
     params = _trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    optimizer = recipe.optimizer(params, lr, config.weight_decay)
     per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
     total = math.ceil(per_epoch / config.grad_accum) * config.epochs  # optimizer updates
-    scheduler = linear_schedule(optimizer, round(config.warmup_ratio * total), total)
+    scheduler = recipe.schedule(optimizer, round(config.warmup_ratio * total), total)
     device = accelerator.device
     model.to(device)  # one process; accelerate handles precision, accumulation and the optimizer
     optimizer = accelerator.prepare(optimizer)
@@ -607,9 +661,11 @@ def train(model: nn.Module, splits, pad_id: int, config: TrainConfig, lr: float,
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     state, best_weights, resumed_after = (_resume(ckpt, model, optimizer, scheduler, config_hash)
                                           or (TrainState(hash=config_hash), trainable_state(model), 0))
-    features = _cache_frozen_part(model, splits, pad_id, config, device, state)
-    loop = _Loop(model, params, optimizer, scheduler, accelerator, state, best_weights, features, splits, pad_id,
-                 config, lr, micro_batch_size(config, device), [row_length(r) for r in splits["train"]])
+    # the cache holds hidden states for summary_loss; another training loss runs the whole model
+    features = _cache_frozen_part(model, splits, pad_id, config, device, state) if recipe.loss is summary_loss else None
+    loop = Loop(model, params, optimizer, scheduler, accelerator, state, best_weights, features, splits, pad_id,
+                config, lr, micro_batch_size(config, device), [row_length(r) for r in splits["train"]],
+                recipe.loss, show=accelerator.process_index == 0)
     if not state.history:
         loop.evaluate(0.0, float("nan"))  # the starting point of the loss curve
     bar = progress(total=per_epoch * config.epochs, initial=per_epoch * state.epoch, desc="training", unit="batch",
