@@ -21,6 +21,7 @@ from .data import DataError, TrainCollator, clean_rows, clean_text, encode_examp
 from .evaluation import generate_summaries, merged, rouge_per_example, rouge_summary
 from .experiment import (
     Setup, build_model, describe, effective_settings, experiment_name, prepare, run_method, sample_summaries,
+    start_notebook,
 )
 from .models import HubUnavailableError, load_model, load_tokenizer
 from .methods import (

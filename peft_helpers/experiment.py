@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import (
-    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, method_settings, named_profile,
+    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, get_profile, method_settings, named_profile,
 )
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
@@ -29,7 +29,7 @@ from .results import (
     write_unit,
 )
 from .training import (
-    Recipe, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train,
+    Recipe, check_lines, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train,
 )
 
 _INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
@@ -248,6 +248,44 @@ def experiment_name(profile: Profile, method: str, base: Profile | None = None) 
     return name if name and len(name) <= 60 else f"{name[:50]}-{digest}" if name else digest
 
 
+def environment_line(info: dict | None = None) -> str:
+    """The hardware and library versions in one line (``environment()`` holds them all, recorded with each result)."""
+    info = info or environment()
+    flags = [k for k in ("avx512_bf16", "amx_bf16") if info.get("cpu_flags", {}).get(k)]
+    where = info.get("gpu") or f"{info['processor']} ({info['torch_threads']} threads{', ' + ', '.join(flags) if flags else ''})"
+    return f"{where} · torch {info['torch']} · transformers {info['transformers']} · Python {info['python']}"
+
+
+def start_notebook(profile_name: str | None, run: str | None = None, **changes: dict) -> tuple[Setup, dict]:
+    """Everything a method notebook does before its method: the working directory, the profile with the parameter
+    cell's ``changes`` applied (``method=dict(setting=value)``; ``None`` values keep the profile's), the data, and
+    for each method the folder its results go to. Prints what the run will use.
+
+    Returns ``(setup, runs)``: ``runs[method]`` is the experiment name to pass to ``run_method`` (``run`` if given,
+    else one made of the changed settings), or None for the comparison's own unit."""
+    root = Path.cwd()
+    while not (root / "peft_helpers").is_dir() and root != root.parent:  # from notebooks/ or the project root
+        root = root.parent
+    os.chdir(root if (root / "peft_helpers").is_dir() else Path.cwd())
+    base = get_profile(profile_name)  # the profile as make run uses it ($PEFT_OVERRIDES included)
+    profile = base.replace(**{METHOD_TABLE[method].settings: {k: v for k, v in settings.items() if v is not None}
+                              for method, settings in changes.items()})
+    setup = prepare(profile)
+    sizes = describe(setup)
+    print(f"profile {profile.name}: {sizes['model']} on {sizes['dataset']}, train/validation/test "
+          f"{sizes['train/val/test']} documents, {sizes['device']}")
+    print(environment_line())
+    runs = {}
+    for method in changes:
+        runs[method] = run or experiment_name(profile, method, base)
+        folder = (results_dir(profile.name, method) if runs[method] is None else
+                  experiment_dir(profile.name, method, runs[method]))
+        settings = ", ".join(f"{k} {v}" for k, v in effective_settings(profile, method).items())
+        print(f"{method}: {method_settings(profile, method)}\n  will use: {settings}\n  results: {folder}"
+              + ("" if runs[method] is None else " (an experiment: the comparison's own result is left as it is)"))
+    return setup, runs
+
+
 def sample_summaries(setup: Setup, model: nn.Module, split: str = "validation", indices=(0, 1)) -> list[dict]:
     """``model``'s summaries of a few documents of ``split`` (greedy, the profile's decoding), each with its ROUGE-1
     F1 against the reference: the notebooks run it before training and after, on the same documents."""
@@ -294,7 +332,11 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
             load_trained(model, folder, method)
             setattr(model, _TRAINED, True)
             print(f"{method}: reusing the finished results in {folder} (pass retrain=True to train again)")
-            return {**load_results(profile.name, method, root, folder=folder), "folder": folder}
+            loaded = load_results(profile.name, method, root, folder=folder)
+            if loaded.get("history") is not None:
+                print("its validation checks, as printed when it trained:",
+                      *check_lines(loaded["history"], train_config(profile, method).patience), sep="\n  ")
+            return {**loaded, "folder": folder}
         except (ResultsError, AdapterError) as err:
             why = f"its weights could not be loaded ({err})"
     restore_initial(model)

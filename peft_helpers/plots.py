@@ -125,7 +125,8 @@ class Table:
     viewer (a pandas Styler alone saves only ``<pandas.io.formats.style.Styler at 0x...>`` as its text)."""
 
     def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
+        # a labelled index (a metrics table's row names) becomes the first column: both renderings hide the index
+        self.frame = frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index(names=frame.index.name or "")
 
     def _repr_html_(self) -> str:
         style = self.frame.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "normal"})
@@ -164,6 +165,15 @@ def before_after(before: list[dict], after: list[dict], width: int = 400) -> pd.
                           "before training": f"{cut(b['prediction'])} (ROUGE-1 {b['rouge1']:.2f})",
                           "after training": f"{cut(a['prediction'])} (ROUGE-1 {a['rouge1']:.2f})"}
                          for b, a in zip(before, after)])
+
+
+def loss_figure(result: dict, method: str, profile_name: str) -> Path | None:
+    """Where a method notebook saves its loss curves: ``figures/<method>_loss.png`` for the comparison's own result,
+    nothing for an experiment (its figure is shown, not filed; its folder holds the finished unit only)."""
+    from .results import results_dir
+
+    own = Path(result["folder"]) == results_dir(profile_name, method)
+    return output_dirs(profile_name)[0] / f"{method}_loss.png" if own else None
 
 
 def plot_history(history: pd.DataFrame, title: str, path: Path | None = None):

@@ -526,6 +526,25 @@ def _trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def check_line(row: dict, improved: bool, since_best: int, patience: int) -> str:
+    """One validation check as the loop prints it: where the run is, the training loss since the last check, the
+    validation loss, and whether it is the best so far (else how many checks in a row were not)."""
+    seen = ("before training" if math.isnan(row["train_loss"]) else
+            f"epoch {row['epoch']:5.2f}  update {int(row['step']):5d}  train loss {row['train_loss']:.4f}")
+    return f"{seen}  validation loss {row['eval_loss']:.4f}  " + (
+        "best so far" if improved else f"not better ({since_best} of {patience} allowed)")
+
+
+def check_lines(history: pd.DataFrame, patience: int) -> list[str]:
+    """The lines a finished run printed at its validation checks, rebuilt from its history."""
+    lines, best, since = [], math.inf, 0
+    for row in history.to_dict("records"):
+        improved = row["eval_loss"] < best - 1e-6
+        best, since = (row["eval_loss"], 0) if improved else (best, since + 1)
+        lines.append(check_line(row, improved, since, patience))
+    return lines
+
+
 @dataclass
 class Loop:
     """The moving parts of one training run, so that ``train`` reads as its steps: a batch, a validation check, an
@@ -566,10 +585,7 @@ class Loop:
         else:
             state.since_best += 1
         if self.show:
-            seen = ("before training" if math.isnan(train_loss) else
-                    f"epoch {epoch_float:5.2f}  update {state.update:5d}  train loss {train_loss:.4f}")
-            _write(f"{seen}  validation loss {eval_loss:.4f}  " + (
-                "best so far" if improved else f"not better ({state.since_best} of {self.config.patience} allowed)"))
+            _write(check_line(state.history[-1], improved, state.since_best, self.config.patience))
 
     def part_loss(self, part: list[int], count: int) -> torch.Tensor:
         """The summed loss of training rows ``part`` divided by ``count``, the labelled tokens of their whole batch."""

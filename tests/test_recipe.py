@@ -82,6 +82,10 @@ def test_each_validation_check_prints_one_line_with_both_losses(setup, tmp_path,
     best = history.eval_loss.cummin()
     improved = [i for i in range(1, len(history)) if history.eval_loss.iloc[i] < best.iloc[i - 1] - 1e-6]
     assert [i for i, line in enumerate(lines) if "best so far" in line] == [0, *improved]
+    # a reused result prints the same lines, rebuilt from its history
+    run_method(setup, "prompt_tuning", build_model(setup, "prompt_tuning"), root=tmp_path, checkpoints=tmp_path / "ck")
+    reused = [line.strip() for line in capsys.readouterr().out.splitlines() if "validation loss" in line]
+    assert reused == [line.strip() for line in lines]
 
 
 def test_before_and_after_summarise_the_same_documents_and_score_each(setup, tmp_path):
