@@ -1,6 +1,6 @@
 """``make report``: results -> data.json -> the Typst template -> report/report.pdf, whole or not at all.
 
-The template ``report.typ`` (beside this file) lays out the document and ``theory.typ`` holds the theory answers;
+The template ``report.typ`` (beside this file) lays out the document and ``theory.md`` holds the theory answers;
 every number they print comes from the ``data.json`` that ``tables.report_data`` makes from the results files.
 Typst ships in the ``typst`` wheel, so this works offline.
 """
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import tomllib
 import typst
-from PIL import Image
 
 from peft_helpers.config import COMMITTED_PROFILE, METHODS
 from peft_helpers.plots import output_dirs
 from peft_helpers.results import ResultsError, remove_debris
 
+from . import theory
 from .inputs import collect
 from .tables import report_data
 
@@ -31,17 +31,6 @@ TEMPLATE = Path(__file__).resolve().parent / "report.typ"
 
 
 PLACEHOLDER_AUTHOR = "Student name"  # report/settings.toml as committed: the student fills it in
-# The theory answers alone, as one tall image for notebook 04 (the same text and numbers as the PDF's section).
-THEORY_ONLY = """#import "theory.typ": theory
-#set page(width: 16cm, height: auto, margin: 0.8cm)
-#set text(font: "New Computer Modern", size: 10pt, lang: "en")
-#set par(justify: true, leading: 0.62em)
-#show heading: it => { v(0.5em); it; v(0.2em) }
-// the answers point into the report's sweeps section, which is not part of this image
-#show ref: it => if str(it.target) == "sec-sweeps" [the report's sweeps section] else { it }
-#theory(json(sys.inputs.at("data")))
-#bibliography("refs.yml", title: [References])
-"""
 
 
 _HYPHEN_MINUS = re.compile(r"(?<![\w\-.])-(?=\d)")  # "-0.003", "[-0.016": a minus; "1e-05", "2026-12-02": not
@@ -59,7 +48,7 @@ def typeset_minus(value):
 
 
 def build_report(profile_name: str, root="results", settings_path: Path | None = None) -> Path:
-    """Write report.pdf (and the figures it shows, and the theory answers as an image) from ``results/`` alone.
+    """Write report.pdf (and the figures it shows, and the theory answers as Markdown) from ``results/`` alone.
 
     Built completely or not at all: every method's results are read first
     (a missing or unreadable one raises ``ResultsError`` naming it, and the
@@ -87,9 +76,15 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
                 f"the results files of {profile_name!r} are malformed ({type(err).__name__}: {err}); nothing was "
                 "written and the previous report stays. Restore them (git checkout results/) or re-run the notebook "
                 "or sweep that wrote them.") from err
-        (Path(tmp) / "data.json").write_text(json.dumps(typeset_minus(data), indent=1), encoding="utf-8")
+        data = typeset_minus(data)
+        try:  # the theory answers from their one source: Typst for the PDF, Markdown for notebook 04
+            data["theory"] = theory.typst_text(data)
+            (Path(tmp) / "theory_answers.md").write_text(theory.markdown_text(data), encoding="utf-8")
+        except (KeyError, ValueError) as err:
+            raise ResultsError(f"the theory answers could not be written ({err}); the previous report stays.") from err
+        (Path(tmp) / "data.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
         template = Path(tmp) / "report.typ"
-        for name in ("report.typ", "theory.typ", "refs.yml"):
+        for name in ("report.typ", "refs.yml"):
             shutil.copy(TEMPLATE.parent / name, Path(tmp) / name)
         (Path(tmp) / "settings.toml").write_text(settings_path.read_text() if settings_path.exists() else "")
         try:
@@ -97,17 +92,9 @@ def build_report(profile_name: str, root="results", settings_path: Path | None =
                           sys_inputs={"data": "/" + str(tmp_figures.parent / "data.json")})
         except RuntimeError as err:  # typst.TypstError: the template or the data does not compile
             raise ResultsError(f"the report did not compile; the previous one stays. Typst said: {err}") from err
-        (Path(tmp) / "theory_only.typ").write_text(THEORY_ONLY, encoding="utf-8")
-        try:
-            typst.compile(str(Path(tmp) / "theory_only.typ"), output=str(tmp_figures / "theory_answers.png"),
-                          format="png", ppi=110, root=str(project),
-                          sys_inputs={"data": "/" + str(tmp_figures.parent / "data.json")})
-        except RuntimeError as err:
-            raise ResultsError(f"the theory answers did not compile; the previous report stays. Typst said: {err}") from err
-        theory = Image.open(tmp_figures / "theory_answers.png").convert("L")  # text: 4 greys, a sixth of the bytes
-        theory.quantize(colors=4, dither=Image.Dither.NONE).save(tmp_figures / "theory_answers.png", optimize=True)
         for made in sorted(tmp_figures.iterdir()):
             shutil.move(str(made), figures / made.name)  # same file system: a rename
+        shutil.move(str(Path(tmp) / "theory_answers.md"), report / "theory_answers.md")
         shutil.move(str(Path(tmp) / "report.pdf"), report / "report.pdf")
     return report / "report.pdf"
 

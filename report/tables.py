@@ -129,6 +129,7 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
             "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
             "start_loss": number(h.eval_loss.iloc[0]) if h is not None else number(m["eval_loss"]),
             "epochs": str(m.get("epochs_run", "-")), "learned": m.get("learned", True) is not False,
+            "n_tokens": str(res["config"]["profile"]["prompt_tuning"]["n_tokens"]),  # the profile's soft-prompt length
         }
     return out
 
