@@ -100,9 +100,10 @@ def test_the_figure_check_sees_a_stale_share():
 
 
 @pytest.mark.parametrize("stem, notebook", notebooks(), ids=lambda v: v if isinstance(v, str) else "")
-def test_no_harness_marker_and_no_styler_only_table_where_a_student_reads(stem, notebook):
+def test_no_harness_marker_no_picture_of_text_and_no_styler_only_table_where_a_student_reads(stem, notebook):
     for cell in notebook["cells"]:
         source = "".join(cell["source"])
         assert "NBVAL_" not in source, f"{stem}: use the cell tag nbval-ignore-output, not a marker in the source"
+        assert "Image(" not in source, f"{stem}: text is shown as text, not as a picture of it (IPython Image)"
         for output in cell.get("outputs", []):
             assert "Styler at 0x" not in "".join(output.get("data", {}).get("text/plain", "")), stem
