@@ -25,12 +25,13 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
             if not rows:
                 continue
             xs, ys = [r["trainable_params"] for r in rows], [r[key] for r in rows]
-            label = "LoRA on q, v, by rank r" if method == "lora" else "prompt tuning, by length n"
+            label = "LoRA on q, v, by rank r (green labels)" if method == "lora" else "prompt tuning, by length n (blue labels)"
             ax.plot(xs, ys, mark, color=COLORS[method], alpha=0.6, label=label)
             # r = 1 and n = 100 share an x (57,600 parameters): LoRA's labels go above left, the prompt's below right
             offset, align = ((-5, 7), "right") if method == "lora" else ((6, -14), "left")
             for r, x, y in zip(rows, xs, ys):
-                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8)
+                ax.annotate(r["run"][1:], (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8,
+                            color=COLORS[method], fontweight="bold")  # each label in its series' colour
         for r in methods:
             if r[key] is None:  # validation ROUGE needs the methods or seeds sweep; the loss is in every run's metrics
                 continue

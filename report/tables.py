@@ -4,13 +4,14 @@ template prints, as strings."""
 from __future__ import annotations
 
 import datetime
+from inspect import signature
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from peft_helpers.config import TUNE_GRIDS
-from peft_helpers.evaluation import rouge_per_example
+from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example, rouge_summary
 from peft_helpers.plots import (
     LABELS,
     ROUGE_NAMES,
@@ -217,17 +218,18 @@ def tune_data(profile_name: str, results: dict[str, dict] | None = None, root="r
             pending.append(TUNE_LABELS[group])
             continue
         best = min(runs, key=lambda r: r["val_loss"])
-        tried = ", ".join(f"{r['lr']:g}: {r['val_loss']:.3f}" for r in runs)
+        # four digits: the grid's neighbours differ in the third (and the summary keeps four)
+        tried = ", ".join(f"{r['lr']:g}: {r['val_loss']:.4f}" for r in runs)
         if group in TUNE_GRIDS:
             state = ("inside" if choice["interior"] else "on the edge (grid capped)") if choice else \
-                f"{len(runs)} of {len(TUNE_GRIDS[group])}+ rates run"
+                f"not settled yet ({len(runs)} rates run)"
         else:
             state = "at its method's chosen rate"
         notebook = (results or {}).get(group)
         before = "-" if notebook is None else (f"{notebook['metrics']['eval_loss']:.3f} "
                                                f"(lr {notebook['config']['method_settings']['lr']:g})")
         rows.append({"method": TUNE_LABELS[group], "lr: validation loss": tried, "best lr": f"{best['lr']:g}",
-                     "val loss": f"{best['val_loss']:.3f}", "epochs": str(best["epochs_run"]), "best lr is": state,
+                     "val loss": f"{best['val_loss']:.4f}", "epochs": str(best["epochs_run"]), "best lr is": state,
                      "notebooks' run": before})
         (finished if choice or group not in TUNE_GRIDS else pending).append(TUNE_LABELS[group])
     changed = []
@@ -235,7 +237,7 @@ def tune_data(profile_name: str, results: dict[str, dict] | None = None, root="r
         notebook = (results or {}).get(group)
         if choice and notebook:
             before = notebook["metrics"]["eval_loss"]
-            changed.append(f"{TUNE_LABELS[group]} {before:.3f} → {choice['val_loss']:.3f} (lr "
+            changed.append(f"{TUNE_LABELS[group]} {before:.4f} → {choice['val_loss']:.4f} (lr "
                            f"{notebook['config']['method_settings']['lr']:g} → {choice['lr']:g})")
     change = ("Tuned alike, validation loss moves from the notebooks' run to the chosen setting: " + "; ".join(changed)
               + ". The seeds and every ROUGE ordering below still use the notebooks' settings." if changed else "")
@@ -451,6 +453,9 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                          "checkpoint recorded them.") if resumed else "",
         "search": None, "decoding": None, "parity": None,
         "lora_rank": str(config["profile"]["lora"]["r"]), "sweep": sweep_data(profile_name, figures, results, root),
+        # the resamples of the intervals, as the code draws them (ROUGE per method; paired gaps between methods)
+        "n_boot": f"{signature(rouge_summary).parameters['n_boot'].default:,}",
+        "n_boot_paired": f"{signature(paired_seed_bootstrap).parameters['n_boot'].default:,}",
     }
     seeds = (data["sweep"] or {}).get("seeds")
     data["verdicts"] = verdicts(results, (seeds or {}).get("pairs"))
