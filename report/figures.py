@@ -74,3 +74,28 @@ def plot_subspace(geometry: dict, path: Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return fig
+
+
+def plot_forest(pairs: list[dict], path: Path):
+    """Every pair of methods on test ROUGE-1 (``stats.pairwise``): the mean gap A - B with its 95% interval (paired
+    over documents, training seeds resampled), one row per pair, coloured by the verdict that survives Holm's
+    adjustment; the Holm-adjusted p-value at the right."""
+    colors = {"ahead": "#2ca02c", "behind": "#d62728", "tied": "#7f7f7f"}
+    fig, ax = plt.subplots(figsize=(7.2, 0.24 * len(pairs) + 0.9))
+    for i, r in enumerate(pairs):
+        y = len(pairs) - 1 - i
+        color = colors.get(r["holm_verdict"], colors["tied"])
+        ax.plot([r["low"], r["high"]], [y, y], color=color, lw=2)
+        ax.plot(r["mean"], y, "o", color=color, ms=4)
+        ax.text(1.01, y, f"Holm p {r['holm_p']:.3f}" if r["holm_p"] >= 0.001 else "Holm p < 0.001",
+                transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(pairs)), [f"{method_label(r['a'])} vs {method_label(r['b'])}" for r in pairs][::-1],
+                  fontsize=7)
+    ax.set_xlabel("test ROUGE-1 gap A - B (95% interval; green: A ahead, grey: tied, after Holm)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig

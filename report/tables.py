@@ -24,7 +24,7 @@ from peft_helpers.plots import (
 )
 from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_dir
 
-from .figures import plot_budget, plot_subspace
+from .figures import plot_budget, plot_forest, plot_subspace
 from .inputs import planned_runs, prompt_length_pair, run_drift, seed_groups, seed_scores, source_documents, sweep_rows
 from .stats import gain_share, max_sd, mean_sd, pairwise, smallest_within
 from .words import (
@@ -391,6 +391,10 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
     out["seeds"] = seeds_data(seeds, results, seed_scores(profile_name, groups, root) if groups else None)
+    out["figures"]["forest"] = None
+    if out["seeds"] and out["seeds"]["pairs"]:
+        plot_forest(out["seeds"]["pairs"], figures / "pairwise.png")
+        out["figures"]["forest"] = "/" + str(figures / "pairwise.png")
     out["methods"] = {r["method"]: {"val_rouge1": number(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
     out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank", root) / "geometry.json"
