@@ -9,6 +9,7 @@ back and is scored. LoRA is merged for generation and unmerged after.
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from contextlib import contextmanager
@@ -166,6 +167,23 @@ def paired_seed_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, level: float 
     p = min(1.0, 2 * min((gaps <= 0).mean(), (gaps >= 0).mean()))
     return {"mean": float(a.mean() - b.mean()), "low": float(np.percentile(gaps, tail)),
             "high": float(np.percentile(gaps, 100 - tail)), "p": float(p), "level": level}
+
+
+def seed_permutation_p(a, b) -> float | None:
+    """Two-sided exact permutation p-value of the gap between two methods' per-seed means, the seeds as the units.
+
+    Every way to deal the pooled seed means into groups of the two sizes is one equally likely split under "no
+    difference"; ``p`` is the share of splits whose gap is at least the observed one. With three seeds a side there
+    are 20 splits, so ``p`` cannot go below 2/20 = 0.1: seeds alone cannot settle a gap at the 5% level, whatever
+    its size. None where a method has a single run (zero-shot), which gives no seed-level spread.
+    """
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if len(a) < 2 or len(b) < 2:
+        return None
+    pooled, observed = np.concatenate([a, b]), abs(a.mean() - b.mean())
+    gaps = [abs(pooled[list(idx)].mean() - np.delete(pooled, list(idx)).mean())
+            for idx in itertools.combinations(range(len(pooled)), len(a))]
+    return float(np.mean([g >= observed - 1e-12 for g in gaps]))
 
 
 def holm(p_values: list[float]) -> list[float]:

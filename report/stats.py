@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from rouge_score import rouge_scorer
 
-from peft_helpers.evaluation import bootstrap_interval, holm, paired_seed_bootstrap, rouge_per_example, verdict
+from peft_helpers.evaluation import (
+    bootstrap_interval, holm, paired_seed_bootstrap, rouge_per_example, seed_permutation_p, verdict,
+)
 from peft_helpers.results import ResultsError
 
 
@@ -78,7 +80,8 @@ def pairwise(scores: dict[str, np.ndarray], seed: int = 0) -> list[dict]:
     tests = [paired_seed_bootstrap(scores[a], scores[b], seed=seed) for a, b in pairs]
     adjusted = holm([t["p"] for t in tests])
     return [{"a": a, "b": b, **t, "holm_p": h, "verdict": verdict(t["low"], t["high"]),
-             "holm_verdict": verdict(t["low"], t["high"]) if h < 1 - t["level"] else "tied"}
+             "holm_verdict": verdict(t["low"], t["high"]) if h < 1 - t["level"] else "tied",
+             "seed_p": seed_permutation_p(scores[a].mean(axis=-1), scores[b].mean(axis=-1))}
             for (a, b), t, h in zip(pairs, tests, adjusted)]
 
 

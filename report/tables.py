@@ -30,6 +30,7 @@ from .stats import gain_share, max_sd, mean_sd, pairwise, smallest_within
 from .words import (
     TUNE_LABELS,
     chat_sentence,
+    seed_level_sentence,
     conclusion,
     device_name,
     devices_sentence,
@@ -61,6 +62,7 @@ def pairwise_table(pairs: list[dict]) -> dict:
     return as_table(pd.DataFrame([{
         "A vs B": f"{method_label(r['a'])} vs {method_label(r['b'])}", "ROUGE-1 A - B": f"{r['mean']:+.3f}",
         "95% interval": f"[{r['low']:+.3f}, {r['high']:+.3f}]", "p": p_value(r["p"]), "Holm p": p_value(r["holm_p"]),
+        "seed-level p": "-" if r.get("seed_p") is None else f"{r['seed_p']:.2f}",
         "verdict": r["verdict"] if r["verdict"] == r["holm_verdict"] else f"{r['verdict']} (tied after Holm)"}
         for r in pairs]))
 
@@ -269,7 +271,8 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
     pairs = pairwise({m: scores[m] for m in groups if m in scores}) if scores else []
     out = {**as_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups, pairs) if pairs else "", "pairs": pairs,
            "pairwise": pairwise_table(pairs) if pairs else None, "share": None, "device_check": None,
-           "spread": spread_sentence(groups), "lora_share": None}
+           "spread": spread_sentence(groups), "lora_share": None, "seed_level": seed_level_sentence(
+               pairs, min((len(g) for g in groups.values() if len(g) > 1), default=1))}
     zs = groups["zero_shot"][0]
     out["chat"] = chat_sentence(zs, groups.get("zero_shot_chat"), pairs)
     if "full_ft" in groups:

@@ -253,6 +253,23 @@ def ranking_sentence(groups: dict[str, list[dict]], pairs: list[dict]) -> str:
     return text
 
 
+def seed_level_sentence(pairs: list[dict], n_seeds: int) -> str:
+    """What ``n_seeds`` seeds a method can and cannot resolve: the seed-level permutation test beside the paired
+    bootstrap (``evaluation.seed_permutation_p``)."""
+    tested = [r for r in pairs if r.get("seed_p") is not None]
+    if not tested:
+        return ""
+    floor = min(r["seed_p"] for r in tested)
+    at_floor = sum(r["seed_p"] <= floor + 1e-12 for r in tested)
+    ahead = sum(r["holm_verdict"] != "tied" for r in tested)
+    return (f"Taken alone, {n_seeds} seeds a side cannot settle a gap: a test whose units are the seeds (every way to "
+            f"split the pooled per-seed means) gives at best p = {floor:.2f}, reached by {at_floor} of the "
+            f"{len(tested)} pairs of trained methods (every seed of one above every seed of the other). So the "
+            f'{ahead} verdicts of "ahead" among those pairs rest on pairing the same test documents, with the seeds '
+            f"resampled as a second source of noise: they hold for these documents and these seeds, and a new draw of "
+            f"either could move them.")
+
+
 def chat_sentence(plain: dict, chat: list[dict] | None, pairs: list[dict]) -> str | None:
     """The untrained model with its chat template against the plain prompt every method shares."""
     if not chat:

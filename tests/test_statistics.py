@@ -125,3 +125,23 @@ def test_the_reports_means_spreads_and_shares():
             {"val_loss": 2.03, "trainable_params": 1}]
     assert smallest_within(rows)["trainable_params"] == 10  # within 0.02 of the best, the fewest parameters
     assert gain_share(0.5, 2.0) == 0.25 and gain_share(0.5, 0.0) is None and gain_share(0.5, -1.0) is None
+
+
+def test_the_seed_level_test_cannot_go_below_its_floor_and_says_so():
+    """Three seeds a side: 20 splits of the six seed means, so a complete separation gives p = 2/20 and nothing
+    less; the same means give 1; a method with one run (zero-shot) gives no seed-level test."""
+    from peft_helpers.evaluation import seed_permutation_p
+    from report.words import seed_level_sentence
+
+    assert seed_permutation_p([0.41, 0.42, 0.43], [0.30, 0.31, 0.32]) == pytest.approx(0.1)
+    assert seed_permutation_p([0.30, 0.31, 0.32], [0.41, 0.42, 0.43]) == pytest.approx(0.1)  # two-sided
+    assert seed_permutation_p([0.4, 0.4, 0.4], [0.4, 0.4, 0.4]) == 1.0
+    overlapping = seed_permutation_p([0.40, 0.43, 0.44], [0.41, 0.42, 0.45])
+    assert 0.1 < overlapping <= 1.0
+    assert seed_permutation_p([0.4], [0.3, 0.31, 0.32]) is None
+    # C(6, 2) = 15 splits; {0.5, 0.6} and, two-sided, {0.1, 0.2} are as far apart as observed
+    assert seed_permutation_p([0.5, 0.6], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(2 / 15)
+    pairs = [{"seed_p": 0.1, "holm_verdict": "ahead"}, {"seed_p": 0.1, "holm_verdict": "ahead"},
+             {"seed_p": 0.4, "holm_verdict": "tied"}, {"seed_p": None, "holm_verdict": "ahead"}]
+    sentence = seed_level_sentence(pairs, 3)
+    assert "at best p = 0.10, reached by 2 of the 3 pairs" in sentence and 'the 2 verdicts of "ahead"' in sentence
