@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from peft_helpers.config import Profile
+from peft_helpers.config import ADDED_LATER, Profile
 from peft_helpers.data import source_rows
 from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example, rouge_summary
 from peft_helpers.results import (
@@ -145,20 +145,28 @@ def prompt_length_pair(profile_name: str, prompt: list[dict], root="results") ->
     return paired_seed_bootstrap(scores[max(runs)][0], scores[20][0])
 
 
-def run_drift(profile_name: str, seeds: list[dict], root="results") -> float | None:
-    """How far identical settings and seed land apart in validation loss: the notebooks' prompt tuning, its seeds
-    run 0, and the search's run of the same settings (they differ in the order of floating-point sums)."""
-
-    values = [r["val_loss"] for r in seeds if r["run"] == "prompt_tuning-s0"]
+def run_spread(profile_name: str, seeds: list[dict], method: str, root="results") -> float | None:
+    """The noise yardstick of ``method``: how far runs of identical settings land apart in validation loss (largest
+    minus smallest). The runs: its seeds (the notebooks' settings with seeds 0, 1, 2), its notebook run when that has
+    the seeds' settings, and for prompt tuning the search's run of the same settings. They differ in seed, or only in
+    the order of floating-point sums (another machine, another batch split). None with fewer than two runs."""
+    rows = [r for r in seeds if r["run"].rsplit("-s", 1)[0] == method]  # by run name: full_ft-s* once ran as last_blocks
+    values = [r["val_loss"] for r in rows]
     try:
-        folder = profile_dir(profile_name, root) / "prompt_tuning"
-        values.append(read_json(folder / "metrics.json")["eval_loss"])
-        pt = Profile(**read_json(folder / "config.json")["profile"]).prompt_tuning
-        same = f"n_tokens={pt.n_tokens}, lr={pt.lr:g}" + (f", epochs={pt.epochs}" if pt.epochs else "")
-        search = profile_dir(profile_name, root) / "search.json"  # the search's run of the same settings (older code)
-        if search.exists():
-            values += [r["best val loss"] for r in read_json(search)["rows"]
-                       if r["method"] == "prompt_tuning" and r["settings"] == same]
+        folder = profile_dir(profile_name, root) / method
+        notebook = read_json(folder / "config.json")
+        seed_run = sweep_dir(profile_name, "seeds", root) / f"{method}-s0" / "config.json"
+        plain = lambda settings: {k: v for k, v in settings.items()  # noqa: E731  (settings added since: at their default)
+                                  if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        if rows and seed_run.exists() and plain(read_json(seed_run)["method_settings"]) == plain(notebook["method_settings"]):
+            values.append(read_json(folder / "metrics.json")["eval_loss"])
+        if method == "prompt_tuning":
+            pt = Profile(**notebook["profile"]).prompt_tuning
+            same = f"n_tokens={pt.n_tokens}, lr={pt.lr:g}" + (f", epochs={pt.epochs}" if pt.epochs else "")
+            search = profile_dir(profile_name, root) / "search.json"  # the search's run of the same settings
+            if search.exists():
+                values += [r["best val loss"] for r in read_json(search)["rows"]
+                           if r["method"] == "prompt_tuning" and r["settings"] == same]
     except (ResultsError, KeyError, TypeError, ValueError):
         pass
     return max(values) - min(values) if len(values) > 1 else None

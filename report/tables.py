@@ -25,12 +25,14 @@ from peft_helpers.plots import (
 from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_dir
 
 from .figures import plot_budget, plot_forest, plot_subspace
-from .inputs import planned_runs, prompt_length_pair, run_drift, seed_groups, seed_scores, source_documents, sweep_rows
+from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, seed_scores, source_documents, sweep_rows
 from .stats import gain_share, max_sd, mean_sd, pairwise, smallest_within
 from .words import (
+    NO_YARDSTICK,
     TUNE_LABELS,
     chat_sentence,
     seed_level_sentence,
+    yardstick_sentence,
     conclusion,
     device_name,
     devices_sentence,
@@ -357,12 +359,12 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                                     for r in rows]))
 
     planned = {s: planned_runs(profile_name, s, root) for s in ("lora_rank", "prompt_length")}
+    # one noise yardstick per method, stated once (seeds section) and read by every "within noise" below
+    noise = {m: run_spread(profile_name, seeds, m, root) for m in groups if m not in ("zero_shot", "zero_shot_chat")}
     if rank:
-        lora_seeds = groups.get("lora", [])
-        seed_sd = mean_sd([r["val_loss"] for r in lora_seeds])[1] if len(lora_seeds) > 1 else None
         alpha = read_json(sweep_dir(profile_name, "lora_rank", root) / rank[0]["run"] / "config.json")["profile"]["lora"]["alpha"]
-        rank_text, rank_enough = rank_sentence(rank, seed_sd, alpha)
-        low = smallest_within(rank)
+        rank_text, rank_enough = rank_sentence(rank, noise.get("lora"), alpha)
+        low = smallest_within(rank, noise.get("lora") or NO_YARDSTICK)
         best = min(rank, key=lambda r: r["val_loss"])
         span = max(r["val_loss"] for r in rank) - best["val_loss"]
         total = planned.get("lora_rank") or len(rank)
@@ -373,7 +375,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "first_loss": number(rank[0]["val_loss"]), "last": rank[-1]["run"][1:],
                        "last_loss": number(rank[-1]["val_loss"]), "text": rank_text, "within_noise": rank_enough}
     if prompt:
-        low = smallest_within(prompt)
+        low = smallest_within(prompt, noise.get("prompt_tuning") or NO_YARDSTICK)
         total = planned.get("prompt_length") or len(prompt)
         out["prompt"] = {**table(prompt, "n"),
                          "done": f" ({len(prompt)} of {total} planned lengths)" if len(prompt) < total else "",
@@ -384,7 +386,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     if init:
         out["init"] = table(init, "init", name=lambda r: r["init"])
     out["prompt_text"] = prompt_sentences(prompt, init, prompt_length_pair(profile_name, prompt, root),
-                                          run_drift(profile_name, seeds, root))
+                                          noise.get("prompt_tuning"))
     if full:
         chosen = min(full, key=lambda r: r["val_loss"])
         lrs = sorted(full, key=lambda r: float(r["run"][2:]))
@@ -394,6 +396,8 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
     out["seeds"] = seeds_data(seeds, results, seed_scores(profile_name, groups, root) if groups else None)
+    if out["seeds"]:
+        out["seeds"]["yardstick"] = yardstick_sentence(noise)
     out["figures"]["forest"] = None
     if out["seeds"] and out["seeds"]["pairs"]:
         plot_forest(out["seeds"]["pairs"], figures / "pairwise.png")

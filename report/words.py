@@ -158,16 +158,17 @@ def discussion(results: dict[str, dict]) -> list[str]:
 
 
 def rank_sentence(rank: list[dict], seed_sd: float | None, alpha: float) -> tuple[str, str]:
-    """What the rank sweep shows, against LoRA's spread across training seeds; and the smallest rank inside it."""
+    """What the rank sweep shows, against LoRA's noise yardstick (``seed_sd``: ``inputs.run_spread``); and the smallest
+    rank inside it."""
     by_r = sorted(rank, key=lambda r: int(r["run"][1:]))
     best = min(r["val_loss"] for r in by_r)
-    noise = seed_sd if seed_sd else 0.02  # without seeds: the 0.02 the earlier sweeps used
+    noise = seed_sd if seed_sd else NO_YARDSTICK
     enough = next(r for r in by_r if r["val_loss"] - best <= noise)
     worse = [r for r in by_r if r["val_loss"] - best > noise]
     within = [r["run"][1:] for r in by_r if r["val_loss"] - best <= noise]
     text = ("Validation loss by rank: " + ", ".join(f"r = {r['run'][1:]} {number(r['val_loss'])}" for r in by_r) + ". ")
-    basis = (f"LoRA's standard deviation across training seeds ({noise:.4f}, seeds table)" if seed_sd else
-             "0.02 (no seeds sweep to measure the noise)")
+    basis = (f"LoRA's noise yardstick ({noise:.4f}, the seeds section)" if seed_sd else
+             f"{NO_YARDSTICK} (no seeds sweep to measure the noise)")
     if worse:
         text += ("Against " + basis + ", " + ", ".join(
             f"r = {r['run'][1:]} is {r['val_loss'] - best:.3f} worse than the best ({(r['val_loss'] - best) / noise:.1f}×)"
@@ -361,22 +362,38 @@ def devices_sentence(all_rows: list[dict]) -> str:
     return f"The runs of this section ran on {text}.{tail}"
 
 
+NO_YARDSTICK = 0.02  # where no seeds measured a method's noise: the tolerance the earlier sweeps used
+
+
+def yardstick_sentence(noise: dict[str, float | None]) -> str:
+    """The one noise yardstick, stated once: per method, how far runs of identical settings land apart."""
+    known = {m: v for m, v in noise.items() if v is not None}
+    if not known:
+        return ""
+    return ("One yardstick serves every \"within noise\" in this section: for each method, the largest gap in "
+            "validation loss between two of its runs with identical settings (its three seeds, its notebook run, and "
+            "for prompt tuning the search's run too, which differ in seed or only in the order of floating-point "
+            "sums): " + ", ".join(f"{method_label(m)} {v:.4f}" for m, v in known.items())
+            + ". A difference inside its method's yardstick is not read as a difference.")
+
+
 def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None = None,
                      drift: float | None = None) -> list[str]:
     """What the prompt-length and initialisation runs say next to Lester et al. (2021), decided from the numbers.
 
     ``paired``: the longest prompt's validation ROUGE-1 minus 20 tokens', paired over documents
-    (``paired_seed_bootstrap``); ``drift``: the spread of validation loss between runs of identical settings.
+    (``paired_seed_bootstrap``); ``drift``: prompt tuning's noise yardstick (``inputs.run_spread``), the spread of
+    validation loss between its runs of identical settings.
     """
-    out = []
+    out, tolerance = [], drift or NO_YARDSTICK
     if prompt:
         by_n = {int(r["run"][1:]): r for r in prompt}
         best = min(by_n.values(), key=lambda r: r["val_loss"])
-        enough = smallest_within(prompt)
+        enough = smallest_within(prompt, tolerance)
         first = min(by_n)
         text = (f"Validation loss falls from {number(by_n[first]['val_loss'])} with {first} soft "
                 f"token{'s' * (first != 1)} to {number(best['val_loss'])} at n = {best['run'][1:]}; the shortest prompt "
-                f"within 0.02 of the lowest is n = {enough['run'][1:]}.")
+                f"within {tolerance:.3f} of the lowest{' (the yardstick)' if drift else ''} is n = {enough['run'][1:]}.")
         if 20 in by_n and max(by_n) > 20:
             longest = max(by_n)
             gain = by_n[20]["val_loss"] - min(r["val_loss"] for n, r in by_n.items() if n > 20)
@@ -385,9 +402,7 @@ def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None =
                 before = max(n for n in by_n if n < longest)
                 step = by_n[before]["val_loss"] - by_n[longest]["val_loss"]
                 text += (f" ({step:.3f} of it from n = {before} to {longest}"
-                         + (f", inside the run-to-run drift of identical settings ({drift:.3f}: the search's, the notebook's and "
-                            "seed 0's runs of the same prompt-tuning settings)" if drift and
-                            abs(step) < drift else "") + ")")
+                         + (f", inside the yardstick ({drift:.3f})" if drift and abs(step) < drift else "") + ")")
             text += "."
             if paired is not None:
                 word = verdict(paired["low"], paired["high"])
@@ -407,9 +422,9 @@ def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None =
         text += (" In validation loss the initialisation still matters at 135M parameters, as Lester et al. found for "
                  "their smaller models: the starts from real embeddings end ahead of random noise (one seed each; "
                  "ROUGE-1 does not separate them)."
-                 if spread > 0.02 and ordered[-1]["init"] == "uniform" else
+                 if spread > tolerance and ordered[-1]["init"] == "uniform" else
                  " At this size the initialisation changes little, which Lester et al. saw only for large models."
-                 if spread <= 0.02 else "")
+                 if spread <= tolerance else "")
         out.append(text)
     return out
 

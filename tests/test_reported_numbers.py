@@ -174,3 +174,20 @@ def test_whether_lora_regularised_is_read_against_full_fine_tuning(tmp_path):
     history([2.6, 2.5], [3.2, 2.9, 2.8]).to_csv(folder / "history.csv", index=False)  # full rank fits less here
     assert regularisation_words(lora, "p", tmp_path).startswith("Against full fine-tuning it did not visibly do so")
     assert "cannot say" in regularisation_words(lora, "other", tmp_path)
+
+
+def test_the_noise_yardstick_counts_every_run_of_identical_settings():
+    """Each method's yardstick covers its three seeds (full fine-tuning's by run name: it once ran as last_blocks) and
+    its notebook run of the same settings (a setting added since, at its default, does not make them differ)."""
+    import json
+    from pathlib import Path
+
+    from report.inputs import run_spread, sweep_rows
+
+    seeds = sweep_rows("smollm2-aclsum", "seeds")
+    for method in ("prompt_tuning", "last_blocks", "lora", "full_ft"):
+        own = [r["val_loss"] for r in seeds if r["run"] in (f"{method}-s0", f"{method}-s1", f"{method}-s2")]
+        runs = own + ([json.loads((Path("results/smollm2-aclsum") / method / "metrics.json").read_text())["eval_loss"]]
+                      if method != "full_ft" else [])
+        assert len(own) == 3 and run_spread("smollm2-aclsum", seeds, method) >= max(runs) - min(runs) > 0
+    assert run_spread("smollm2-aclsum", seeds, "last_blocks") < 0.01  # full fine-tuning's seeds are not its own

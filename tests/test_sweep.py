@@ -270,17 +270,20 @@ def test_the_prompt_sentences_follow_the_numbers():
     lengths = [row(1, 3.1, 0.36), row(20, 2.86, 0.43), row(50, 2.83, 0.43), row(100, 2.823, 0.44)]
     tie = {"mean": 0.009, "low": -0.01, "high": 0.027}
     text = prompt_sentences(lengths, [], tie, drift=0.013)[0]
-    assert "shortest prompt within 0.02 of the lowest is n = 50" in text
-    assert "(0.007 of it from n = 50 to 100, inside the run-to-run drift of identical settings (0.013:" in text
+    assert "shortest prompt within 0.013 of the lowest (the yardstick) is n = 50" in text
+    assert "(0.007 of it from n = 50 to 100, inside the yardstick (0.013))" in text
     assert "+0.009 [-0.010, +0.027], a tie" in text
     lead = {"mean": 0.05, "low": 0.02, "high": 0.08}
     text = prompt_sentences(lengths, [], lead, drift=0.001)[0]
-    assert "the longer prompt ahead" in text and "a tie" not in text and "drift" not in text
+    assert "the longer prompt ahead" in text and "a tie" not in text and "inside the yardstick" not in text
+    assert "within 0.001 of the lowest (the yardstick) is n = 100" in text  # the yardstick decides what is enough
     init = [{**row(20, 2.86, 0.43), "init": "text"}, {**row(20, 2.87, 0.43), "init": "vocab"},
             {**row(20, 2.95, 0.42), "init": "uniform"}]
     assert "still matters" in prompt_sentences([], init)[0]
     same = [{**r, "val_loss": 2.86 + i * 0.005} for i, r in enumerate(init)]
     assert "changes little" in prompt_sentences([], same)[0]
+    assert "changes little" in prompt_sentences([], init, drift=0.1)[0]  # a spread inside the yardstick is no spread
+    assert "shortest prompt within 0.020 of the lowest is n = 50" in prompt_sentences(lengths, [])[0]  # no seeds
 
 
 def test_the_command_names_a_bad_run_without_a_traceback(capsys):
