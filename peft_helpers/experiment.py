@@ -252,7 +252,8 @@ def environment_line(info: dict | None = None) -> str:
     """The hardware and library versions in one line (``environment()`` holds them all, recorded with each result)."""
     info = info or environment()
     flags = [k for k in ("avx512_bf16", "amx_bf16") if info.get("cpu_flags", {}).get(k)]
-    where = info.get("gpu") or f"{info['processor']} ({info['torch_threads']} threads{', ' + ', '.join(flags) if flags else ''})"
+    threads = f"{info['torch_threads']} thread{'s' * (info['torch_threads'] != 1)}"
+    where = info.get("gpu") or f"{info['processor']} ({threads}{', ' + ', '.join(flags) if flags else ''})"
     return f"{where} · torch {info['torch']} · transformers {info['transformers']} · Python {info['python']}"
 
 
