@@ -31,6 +31,7 @@ from .words import (
     NO_YARDSTICK,
     TUNE_LABELS,
     chat_sentence,
+    loss_rouge_sentence,
     seed_level_sentence,
     yardstick_sentence,
     conclusion,
@@ -391,13 +392,21 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         chosen = min(full, key=lambda r: r["val_loss"])
         lrs = sorted(full, key=lambda r: float(r["run"][2:]))
         edge = ("largest" if chosen is lrs[-1] else "smallest" if chosen is lrs[0] else None)
+        by_rouge = max(full, key=lambda r: r["val_rouge1"] if r.get("val_rouge1") is not None else -1.0)
+        rouge_pick = ("" if by_rouge is chosen or by_rouge.get("val_rouge1") is None else
+                      f" Validation ROUGE-1 would have chosen lr = {by_rouge['run'][2:]} "
+                      f"({number(by_rouge['val_rouge1'])} against {number(chosen['val_rouge1'])}): loss and ROUGE "
+                      "disagree here too, as for the chat template above.")
         out["full"] = {**table(lrs, "lr", name=lambda r: r["run"][2:]), "chosen": chosen["run"][2:],
+                       "rouge_pick": rouge_pick,
                        "params": f"{full[0]['trainable_params']:,}",
                        "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
     out["seeds"] = seeds_data(seeds, results, seed_scores(profile_name, groups, root) if groups else None)
     if out["seeds"]:
         out["seeds"]["yardstick"] = yardstick_sentence(noise)
+        out["seeds"]["loss_vs_rouge"] = (loss_rouge_sentence(groups, out["seeds"]["pairs"], noise)
+                                         if out["seeds"]["pairs"] else "")
     out["figures"]["forest"] = None
     if out["seeds"] and out["seeds"]["pairs"]:
         plot_forest(out["seeds"]["pairs"], figures / "pairwise.png")

@@ -254,6 +254,33 @@ def ranking_sentence(groups: dict[str, list[dict]], pairs: list[dict]) -> str:
     return text
 
 
+LOSS_VS_ROUGE = ("A hypothesis, not tested here: the validation loss scores the reference's own tokens under teacher "
+                 "forcing, ROUGE scores what greedy decoding writes, so a prompt or a method can make the reference's "
+                 "wording less likely token by token while steering what is generated toward its content. Every "
+                 "choice in this report is made on validation loss; where the two disagree, ROUGE is the task's "
+                 "measure and the loss only the selection rule.")
+
+
+def loss_rouge_sentence(groups: dict[str, list[dict]], pairs: list[dict], noise: dict[str, float | None]) -> str:
+    """Where validation loss and test ROUGE-1 order two methods the other way round, each gap beyond its noise: the
+    ROUGE-1 lead surviving Holm, the loss gap beyond the larger of the two methods' yardsticks (zero-shot's loss,
+    from no training, has none)."""
+    loss = {m: sum(r["val_loss"] for r in rows) / len(rows) for m, rows in groups.items()}
+    found = []
+    for r in pairs:  # r["a"] has the higher mean ROUGE-1
+        a, b = r["a"], r["b"]
+        tolerance = max(noise.get(a) or 0.0, noise.get(b) or 0.0)
+        if r["holm_verdict"] != "tied" and loss[a] - loss[b] > tolerance:
+            found.append(f"{method_label(a)} has the higher validation loss ({loss[a]:.3f} against {loss[b]:.3f} for "
+                         f"{method_label(b)}) and yet the higher test ROUGE-1 ({r['mean']:+.3f} [{r['low']:+.3f}, "
+                         f"{r['high']:+.3f}])")
+    if not found:
+        return ("Validation loss and test ROUGE-1 order every pair of methods the same way wherever both gaps exceed "
+                "their noise.")
+    return (f"Loss and ROUGE disagree on {len(found)} pair{'s' * (len(found) != 1)}: " + "; ".join(found) + ". "
+            + LOSS_VS_ROUGE)
+
+
 def seed_level_sentence(pairs: list[dict], n_seeds: int) -> str:
     """What ``n_seeds`` seeds a method can and cannot resolve: the seed-level permutation test beside the paired
     bootstrap (``evaluation.seed_permutation_p``)."""

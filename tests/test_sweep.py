@@ -388,3 +388,25 @@ def test_a_sweep_that_trains_nothing_rewrites_nothing(swept):
     before = {p.name: p.read_bytes() for p in (folder / "summary.json", geometry)}
     run_sweep(get_profile("smoke"), "lora_rank", root=root, checkpoints=root / "ck", only=["r8", "r64"])
     assert {p.name: p.read_bytes() for p in (folder / "summary.json", geometry)} == before
+
+
+def test_loss_and_rouge_disagreements_are_named_only_beyond_their_noise():
+    from report.words import loss_rouge_sentence
+
+    def rows(loss, r1):
+        return [{"val_loss": loss, "test_rouge1": r1}]
+
+    groups = {"zero_shot_chat": rows(3.32, 0.41), "zero_shot": rows(3.26, 0.35), "lora": rows(2.70, 0.47),
+              "prompt_tuning": rows(2.705, 0.44)}
+    pair = lambda a, b, verdict="ahead": {"a": a, "b": b, "mean": 0.06, "low": 0.04, "high": 0.08,  # noqa: E731
+                                          "holm_verdict": verdict}
+    noise = {"lora": 0.0075, "prompt_tuning": 0.0126}
+    text = loss_rouge_sentence(groups, [pair("zero_shot_chat", "zero_shot"), pair("lora", "prompt_tuning")], noise)
+    assert text.startswith("Loss and ROUGE disagree on 1 pair: zero-shot, chat template has the higher validation "
+                           "loss (3.320 against 3.260 for zero-shot)") and "hypothesis" in text
+    # a loss gap inside the yardstick (LoRA 0.005 worse, prompt tuning's yardstick 0.0126) is no disagreement
+    worse_lora = {**groups, "lora": rows(2.71, 0.47)}
+    assert "prompt tuning" not in loss_rouge_sentence(worse_lora, [pair("lora", "prompt_tuning")], noise)
+    # nor is a ROUGE lead that Holm's adjustment turns into a tie
+    assert loss_rouge_sentence(groups, [pair("zero_shot_chat", "zero_shot", "tied")], noise).startswith(
+        "Validation loss and test ROUGE-1 order every pair")
