@@ -140,6 +140,29 @@ def method_figures(results: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def machine_label(environment: dict) -> str:
+    """A machine as the cost table's note names it: the GPU, else the CPU with its cores and widest vector unit."""
+    if environment.get("gpu"):
+        return environment["gpu"]
+    flags = environment.get("cpu_flags") or {}
+    unit = ("AVX-512 with bf16" if flags.get("avx512_bf16") else "AVX-512" if flags.get("avx512f") else
+            "AVX2" if flags.get("avx2") else "no AVX2")
+    return f"{environment.get('processor', 'an unnamed CPU')} ({environment.get('cpu_count', '?')} cores, {unit})"
+
+
+def machines_note(results: dict[str, dict]) -> str:
+    """Empty when every method's unit was made on one kind of machine; else which methods ran where, so that the
+    cost table's times are compared within a machine only."""
+    where: dict[str, list[str]] = {}
+    for method, res in results.items():
+        where.setdefault(machine_label(res["config"].get("environment") or {}), []).append(LABELS[method])
+    if len(where) < 2:
+        return ""
+    return ("The times come from " + f"{len(where)} kinds of machine: " + "; ".join(
+        f"{', '.join(methods)} on {machine}" for machine, methods in where.items())
+            + ". Compare times within one machine only.")
+
+
 def run_words(profile_name: str, root="results") -> str | None:
     """Which ``make run`` made these results and this report (``results/<profile>/run.json``), or None."""
     path = profile_dir(profile_name, root) / "run.json"
@@ -468,6 +491,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "discussion": discussion(results),
         "examples": example_documents(results), "m": method_figures(results),
         "regularisation": regularisation_words(results, profile_name, root),
+        "machines_note": machines_note(results),
         "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint (of an interrupted run, or "
                          "one written by tools.launch); its train time adds up the epochs kept, as the "
                          "checkpoint recorded them.") if resumed else "",

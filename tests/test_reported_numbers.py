@@ -191,3 +191,17 @@ def test_the_noise_yardstick_counts_every_run_of_identical_settings():
                       if method != "full_ft" else [])
         assert len(own) == 3 and run_spread("smollm2-aclsum", seeds, method) >= max(runs) - min(runs) > 0
     assert run_spread("smollm2-aclsum", seeds, "last_blocks") < 0.01  # full fine-tuning's seeds are not its own
+
+
+def test_the_cost_table_says_when_its_times_come_from_different_machines():
+    from report.tables import machines_note
+
+    def unit(flags, gpu=None):
+        env = {"processor": "AMD EPYC", "cpu_count": 2, "cpu_flags": flags, **({"gpu": gpu} if gpu else {})}
+        return {"config": {"environment": env}}
+
+    zen3, zen4 = {"avx2": True}, {"avx2": True, "avx512f": True, "avx512_bf16": True}
+    assert machines_note({"lora": unit(zen3), "prompt_tuning": unit(zen3)}) == ""
+    note = machines_note({"lora": unit(zen3), "last_layer": unit(zen4), "prompt_tuning": unit(zen3, gpu="NVIDIA H200")})
+    assert note.startswith("The times come from 3 kinds of machine: LoRA on AMD EPYC (2 cores, AVX2); last layer (LM "
+                           "head) on AMD EPYC (2 cores, AVX-512 with bf16); prompt tuning on NVIDIA H200.")
