@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .config import (
-    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, get_profile, method_settings, named_profile,
+    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, get_profile, method_settings,
+    named_profile,
 )
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
