@@ -521,6 +521,12 @@ def check_method(method: str) -> str:
 ADDED_LATER = {"uniform_init": False, "embeddings": False}
 
 
+def without_added_later(settings: dict) -> dict:
+    """``settings`` less the settings added later that sit at their old behaviour's value: what the hashes cover, and
+    what two records of the same run have in common whether or not they predate the setting."""
+    return {k: v for k, v in settings.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 def settings_text(method: str, settings: dict | None) -> str:
     """A run's method settings as ``key=value`` text (a prompt's init named; settings added later only when set)."""
     if settings is None:

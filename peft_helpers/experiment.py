@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from .config import (
-    ADDED_LATER, METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, get_profile, method_settings,
-    named_profile,
+    METHOD_TABLE, MODEL_TABLE, ConfigError, Profile, TrainConfig, get_profile, method_settings,
+    named_profile, without_added_later,
 )
 from .data import check_context, load_splits, source_rows, tokenize_splits
 from .models import load_model, load_tokenizer
@@ -143,8 +143,7 @@ def training_hash(profile: Profile, method: str) -> str:
     """Identifies a training run: only what changes the trained weights (not generation, not other methods)."""
     settings = method_settings(profile, method)
     if settings is not None:  # the epoch budget is hashed once, as part of the effective train settings
-        settings = {k: v for k, v in dataclasses.asdict(settings).items()
-                    if k != "epochs" and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        settings = {k: v for k, v in without_added_later(dataclasses.asdict(settings)).items() if k != "epochs"}
     train = train_config(profile, method) if settings is not None else profile.train
     return _digest({"data": data_hash(profile), "train": dataclasses.asdict(train), "seed": profile.seed,
                     "method": method, "settings": settings})

@@ -526,6 +526,11 @@ def _trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def improves(loss: float, best: float) -> bool:
+    """The loop's one rule for "better": lower than the best so far by more than rounding (1e-6)."""
+    return bool(loss < best - 1e-6)
+
+
 def check_line(row: dict, improved: bool, since_best: int, patience: int) -> str:
     """One validation check as the loop prints it: where the run is, the training loss since the last check, the
     validation loss, and whether it is the best so far (else how many checks in a row were not)."""
@@ -539,7 +544,7 @@ def check_lines(history: pd.DataFrame, patience: int) -> list[str]:
     """The lines a finished run printed at its validation checks, rebuilt from its history."""
     lines, best, since = [], math.inf, 0
     for row in history.to_dict("records"):
-        improved = row["eval_loss"] < best - 1e-6
+        improved = improves(row["eval_loss"], best)
         best, since = (row["eval_loss"], 0) if improved else (best, since + 1)
         lines.append(check_line(row, improved, since, patience))
     return lines
@@ -578,7 +583,7 @@ class Loop:
         state.history.append({"step": state.update, "epoch": round(epoch_float, 3), "train_loss": train_loss,
                               "eval_loss": eval_loss, "lr": self.scheduler.get_last_lr()[0],
                               "elapsed": round(state.train_time, 2)})
-        improved = eval_loss < state.best - 1e-6
+        improved = improves(eval_loss, state.best)
         if improved:
             state.best, state.since_best = eval_loss, 0
             self.best_weights.update(trainable_state(self.model))
@@ -707,7 +712,7 @@ def _summary(state: TrainState, mixed_precision: str, device, cached_features: b
              "train_tokens": state.tokens, "tokens_per_s": round(state.tokens / max(state.train_time, 1e-9), 1),
              "updates": state.update, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
              "best_eval_loss": state.best, "start_eval_loss": start_loss,
-             "learned": bool(state.best < start_loss - 1e-6), "mixed_precision": mixed_precision,
+             "learned": improves(state.best, start_loss), "mixed_precision": mixed_precision,
              "peak_memory_mib": round(state.peak_memory_mib, 1) or None, "device": str(device),
              "cached_features": cached_features, "micro_batch_size": micro, "resumed_after_epoch": resumed_after}
     if not stats["learned"]:

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from peft_helpers.config import ADDED_LATER, Profile
+from peft_helpers.config import Profile, without_added_later
 from peft_helpers.data import source_rows
 from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example, rouge_summary
 from peft_helpers.results import (
@@ -156,9 +156,8 @@ def run_spread(profile_name: str, seeds: list[dict], method: str, root="results"
         folder = profile_dir(profile_name, root) / method
         notebook = read_json(folder / "config.json")
         seed_run = sweep_dir(profile_name, "seeds", root) / f"{method}-s0" / "config.json"
-        plain = lambda settings: {k: v for k, v in settings.items()  # noqa: E731  (settings added since: at their default)
-                                  if not (k in ADDED_LATER and v == ADDED_LATER[k])}
-        if rows and seed_run.exists() and plain(read_json(seed_run)["method_settings"]) == plain(notebook["method_settings"]):
+        if rows and seed_run.exists() and (without_added_later(read_json(seed_run)["method_settings"])
+                                           == without_added_later(notebook["method_settings"])):
             values.append(read_json(folder / "metrics.json")["eval_loss"])
         if method == "prompt_tuning":
             pt = Profile(**notebook["profile"]).prompt_tuning
