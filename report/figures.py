@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 from peft_helpers.plots import COLORS
 
@@ -81,7 +82,7 @@ def plot_forest(pairs: list[dict], path: Path):
     over documents, training seeds resampled), one row per pair, coloured by the verdict that survives Holm's
     adjustment; the Holm-adjusted p-value at the right."""
     colors = {"ahead": "#2ca02c", "behind": "#d62728", "tied": "#7f7f7f"}
-    fig, ax = plt.subplots(figsize=(7.2, 0.24 * len(pairs) + 0.9))
+    fig, ax = plt.subplots(figsize=(7.2, 0.19 * len(pairs) + 0.8))
     for i, r in enumerate(pairs):
         y = len(pairs) - 1 - i
         color = colors.get(r["holm_verdict"], colors["tied"])
@@ -99,3 +100,108 @@ def plot_forest(pairs: list[dict], path: Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return fig
+
+
+def method_color(method: str) -> str:
+    return FULL_FT_COLOR if method == "full_ft" else COLORS[method]
+
+
+def _save(fig, path: Path):
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_tuning(rows: list[dict], chosen: dict, path: Path):
+    """The tuning curves: best validation loss against learning rate, one line per method's grid, the chosen rate
+    ringed; a variant tried at its method's chosen rate (LoRA on q, v; the 100-token prompt) as a lone marker."""
+    fig, ax = plt.subplots(figsize=(7.6, 3.3))
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    variants = {"lora_qv": ("lora", "s", "LoRA on q, v"), "prompt_tuning_n100": ("prompt_tuning", "^", "100-token prompt")}
+    for group, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["lr"])
+        xs, ys = [r["lr"] for r in runs], [r["val_loss"] for r in runs]
+        if group in variants:
+            base, mark, label = variants[group]
+            ax.plot(xs, ys, mark, color=method_color(base), ms=7, mfc="white", label=label)
+            continue
+        ax.plot(xs, ys, "o-", color=method_color(group), label=method_label(group))
+        pick = (chosen or {}).get(group)
+        if pick:
+            ax.plot(pick["lr"], pick["val_loss"], "o", ms=13, mfc="none", mec=method_color(group), mew=1.5)
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (log scale; ringed: the chosen rate)", ylabel="best validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return _save(fig, path)
+
+
+def plot_cost(groups: dict[str, list[dict]], path: Path):
+    """Quality against cost: test ROUGE-1 (top) and test loss (bottom) against trained parameters, training time and
+    peak memory, each method at its mean over seeds with a bar from its lowest to its highest seed; the untrained
+    baselines as horizontal lines. A time or memory measured on another kind of machine than most runs' is labelled
+    with that machine."""
+    fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.4), sharey="row")
+    machines = [r.get("machine", "") for m, rows in groups.items() for r in rows]
+    common = max(set(machines), key=machines.count)
+    costs = (("trainable_params", "trained parameters (log)", True), ("train_time_s", "training time, s (log)", True),
+             ("peak_memory_mib", "peak memory, MiB", False))
+    for i, (key, label) in enumerate((("test_rouge1", "test ROUGE-1"), ("test_loss", "test loss"))):
+        for j, (cost, xlabel, log) in enumerate(costs):
+            ax = axes[i][j]
+            for method, rows in groups.items():
+                values = [r[key] for r in rows]
+                mean = sum(values) / len(values)
+                if method in ("zero_shot", "zero_shot_chat"):
+                    ax.axhline(mean, color=COLORS["zero_shot"], ls=":" if method == "zero_shot" else "--", lw=1,
+                               label=method_label(method))
+                    continue
+                xs = [r[cost] for r in rows if r.get(cost)]
+                if not xs:
+                    continue
+                x = sorted(xs)[len(xs) // 2]  # the median seed's cost
+                ax.errorbar(x, mean, yerr=[[mean - min(values)], [max(values) - mean]], fmt="D", ms=6, capsize=3,
+                            color=method_color(method), markeredgecolor="black", label=method_label(method))
+                machine = sorted(rows, key=lambda r: r.get(cost) or 0)[len(rows) // 2].get("machine", "")
+                if cost != "trainable_params" and machine != common:  # times and memory of another kind of machine
+                    ax.annotate(machine.split(" (")[0], (x, mean), textcoords="offset points", xytext=(4, 4),
+                                fontsize=6, color="dimgray")
+            if log:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if i == 1:
+                ax.set_xlabel(xlabel, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_fit(histories: dict[str, "object"], path: Path):
+    """Training and validation loss per epoch, one panel per method on one y-range, so that the gap between them (how
+    far each method fits its training documents beyond what carries over) reads alike across panels."""
+    methods = list(histories)
+    fig, axes = plt.subplots(1, len(methods), figsize=(8.6, 2.5), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        h = histories[method]
+        train = h.dropna(subset=["train_loss"])
+        ax.plot(train.epoch, train.train_loss, "o--", ms=3, color=method_color(method), label="training")
+        ax.plot(h.epoch, h.eval_loss, "o-", ms=3, color=method_color(method), label="validation")
+        best = h.eval_loss.idxmin()
+        ax.plot(h.epoch[best], h.eval_loss[best], "o", ms=9, mfc="none", mec="black")
+        ax.set_title(method_label(method), fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss", fontsize=8)
+    axes[0][0].legend(fontsize=7, frameon=False)
+    return _save(fig, path)

@@ -3,7 +3,10 @@ means and spreads, shares of full fine-tuning's gain."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+from nltk.stem import porter
 from rouge_score import rouge_scorer
 
 from peft_helpers.evaluation import (
@@ -88,3 +91,42 @@ def pairwise(scores: dict[str, np.ndarray], seed: int = 0) -> list[dict]:
 def gain_share(gain: float, full_gain: float) -> float | None:
     """A method's gain as a share of full fine-tuning's; None where full fine-tuning gained nothing to share."""
     return gain / full_gain if full_gain > 0 else None
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+_FUNCTION_WORDS = frozenset(
+    "the a an of and or to in on for with by from as at is are was were be been being this that these those it its "
+    "their they them we our us which who whom what when where how than then also can could may might will would "
+    "shall should not no nor but if so such both each all any more most other into over under about between "
+    "through during via using use used based new".split())
+
+
+def _stems(text: str) -> list[str]:
+    stemmer = porter.PorterStemmer()
+    return [stemmer.stem(w) for w in _WORD.findall(text.lower()) if w not in _FUNCTION_WORDS and not w.isdigit()]
+
+
+def unsupported_words(summary: str, document: str) -> list[str]:
+    """The content words of ``summary`` (function words and numbers left out) whose stem appears nowhere in
+    ``document``: what a summary says that its source does not, a first check of faithfulness (a paraphrase shows up
+    too, so it is a list to read, not a verdict)."""
+    source = set(_stems(document))
+    stemmer = porter.PorterStemmer()
+    seen, out = set(), []
+    for w in _WORD.findall(summary.lower()):
+        if w in _FUNCTION_WORDS or w.isdigit() or w in seen:
+            continue
+        seen.add(w)
+        if stemmer.stem(w) not in source:
+            out.append(w)
+    return out
+
+
+def unsupported_share(summaries: list[str], documents: list[str]) -> float:
+    """The share of the summaries' content words (every occurrence) whose stem appears nowhere in their document."""
+    total = absent = 0
+    for summary, document in zip(summaries, documents):
+        source, words = set(_stems(document)), _stems(summary)
+        total += len(words)
+        absent += sum(w not in source for w in words)
+    return absent / total if total else 0.0

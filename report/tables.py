@@ -11,34 +11,24 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from peft_helpers.config import TUNE_GRIDS
-from peft_helpers.evaluation import paired_seed_bootstrap, rouge_per_example, rouge_summary
-from peft_helpers.plots import (
-    LABELS,
-    ROUGE_NAMES,
-    base_params,
-    comparison_table,
-    interval_text,
-    percent_of_model,
-    plot_loss_curves,
-    plot_rouge,
-)
+from peft_helpers.evaluation import paired_seed_bootstrap, rouge_summary
+from peft_helpers.plots import base_params, percent_of_model
 from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_dir
 
-from .figures import plot_budget, plot_forest, plot_subspace
-from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, seed_scores, source_documents, sweep_rows
-from .stats import gain_share, max_sd, mean_sd, pairwise, smallest_within
+from .comparison import comparison, document_scores, history, test_predictions
+from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_subspace, plot_tuning
+from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, source_documents, sweep_rows
+from .stats import gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share, unsupported_words
 from .words import (
+    abstract,
     NO_YARDSTICK,
     TUNE_LABELS,
     chat_sentence,
-    loss_rouge_sentence,
-    seed_level_sentence,
-    yardstick_sentence,
     conclusion,
-    device_name,
     devices_sentence,
     discussion,
     geometry_sentences,
+    loss_rouge_sentence,
     lora_vs_full,
     method_label,
     number,
@@ -47,12 +37,16 @@ from .words import (
     percent_of_weights,
     plus_minus,
     prompt_sentences,
+    prompt_tokens_words,
     rank_sentence,
     ranking_sentence,
+    regularisation_words,
+    seed_level_sentence,
     spread_sentence,
     times,
     trim,
     verdicts,
+    yardstick_sentence,
 )
 
 
@@ -81,8 +75,9 @@ DATA_NAMES = {"aclsum": "ACLSum (abstracts of ACL papers; the summary is the pap
               "cnn_dailymail": "CNN/DailyMail 3.0.0 (news articles and their highlights)"}
 
 
-def setup_rows(config: dict) -> list[list[str]]:
-    """The run's settings in a person's words, from the config.json of one method."""
+def setup_rows(config: dict, comp: dict | None = None) -> list[list[str]]:
+    """The settings in a person's words, from the config.json of one method; each compared method's rate, epoch
+    budget, seeds and machines from the comparison's runs (``comp``)."""
     p, env = config["profile"], config["environment"]
     t, g, pt, ll, lb, lora = (p[k] for k in ("train", "generation", "prompt_tuning", "last_layer", "last_blocks", "lora"))
     epochs = {m: (p[m].get("epochs") or t["epochs"]) for m in ("prompt_tuning", "last_layer", "last_blocks", "lora")}
@@ -100,62 +95,52 @@ def setup_rows(config: dict) -> list[list[str]]:
         ["Model", f"{MODEL_NAMES.get(p['model'], p['model'])}"],
         ["Data", f"{DATA_NAMES.get(p['dataset'], p['dataset'])}: {p['n_train']} training, {p['n_val']} validation and "
                  f"{p['n_test']} test documents"],
-        ["Input", f"the document, then \"{p['separator'].strip()}\" on a new line, then the summary and an end "
-                  "token; the loss covers the summary and the end token only"],
-        ["Length caps", f"documents cut to their first {p['max_doc_tokens']} tokens, summaries to {p['max_summary_tokens']}"],
+        ["Input", f"the document (its first {p['max_doc_tokens']} tokens), then \"{p['separator'].strip()}\" on a new "
+                  f"line, then the summary (at most {p['max_summary_tokens']} tokens) and an end token; the loss covers "
+                  "the summary and the end token only"],
         ["Optimiser", f"AdamW, batch {t['batch_size']}{split}, warm-up over the first {t['warmup_ratio']:.0%} of the updates "
                       f"then linear decay, gradient norm clipped at {t['max_grad_norm']:g}, weight decay {t['weight_decay']:g}"],
-        ["Epochs", f"at most {epochs['prompt_tuning']} for prompt tuning and {epochs['lora']} for the others; validation "
-                   f"loss after each epoch, stop after {t['patience']} without improvement, keep the best weights"],
-        ["Learning rates", f"prompt tuning {pt['lr']:g}, LM head {ll['lr']:g}, last blocks {lb['lr']:g}, LoRA {lora['lr']:g}"],
-        ["Prompt tuning", f"{pt['n_tokens']} soft-prompt vectors, initialised from {init}"],
-        ["Last layer", f"the LM head alone (untied from the input embedding); variant: the last {lb['n_blocks']} "
-                       "transformer blocks and the final norm"],
-        ["LoRA", f"rank {lora['r']}, scale alpha = {lora['alpha']:g}, dropout {lora['dropout']:g}, on {targets} "
-                 "in every block"],
+        *_run_rows(comp, epochs, t, (pt, ll, lb, lora)),
+        ["Methods", f"prompt tuning: {pt['n_tokens']} soft-prompt vectors, initialised from {init}; last layer: the "
+                    f"LM head alone (untied from the input embedding), variant: the last {lb['n_blocks']} transformer "
+                    f"blocks and the final norm; LoRA: rank {lora['r']}, alpha = {lora['alpha']:g}, dropout "
+                    f"{lora['dropout']:g}, on {targets} in every block"],
         ["Decoding", f"{decoding}, at most {g['max_new_tokens']} new tokens, batches of {g['batch_size']}; "
                      "the same for every method"],
-        ["Seed", str(p["seed"])],
-        ["Hardware", f"{env.get('gpu') or env.get('processor') or 'CPU'}, {env['cpu_count']} cores, fp32"],
-        ["Software", ", ".join(f"{k} {env[k]}" for k in ("python", "torch", "transformers", "accelerate"))],
+        ["Machines", (", ".join(comp["devices"]) if comp else
+                      f"{env.get('gpu') or env.get('processor') or 'CPU'}, {env['cpu_count']} cores") + "; fp32; "
+                     + ", ".join(f"{k} {env[k]}" for k in ("python", "torch", "transformers"))],
     ]
 
 
-def method_figures(results: dict[str, dict]) -> dict[str, dict]:
-    """Each method's headline numbers as display strings (the text of the report quotes these)."""
-    out = {}
-    for method, res in results.items():
-        m, h = res["metrics"], res.get("history")
-        out[method] = {
-            "label": LABELS[method], "eval_loss": number(m["eval_loss"]), "test_loss": number(m["test_loss"]),
-            **{key: interval_text(m["rouge"][key]) for key in ROUGE_NAMES},
-            "rouge1_mean": number(m["rouge"]["rouge1"]["mean"]), "params": f"{m['trainable_params']:,}",
-            "percent": percent_of_model(m["trainable_params"], base_params(results)), "train_time": f"{m.get('train_time_s') or 0:,.0f}",
-            "tok_s": f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-",
-            "peak_mib": f"{m['peak_memory_mib']:,.0f}", "hit_cap": f"{m['hit_cap']}/{m['n_test']}",
-            "start_loss": number(h.eval_loss.iloc[0]) if h is not None else number(m["eval_loss"]),
-            "epochs": str(m.get("epochs_run", "-")), "learned": m.get("learned", True) is not False,
-            "n_tokens": str(res["config"]["profile"]["prompt_tuning"]["n_tokens"]),  # the profile's soft-prompt length
-        }
-    return out
+def _run_rows(comp: dict | None, epochs: dict, t: dict, settings: tuple) -> list[list[str]]:
+    """Epoch budget, learning rate and seeds of each compared method (the profile's, without a comparison)."""
+    stop = f"validation loss after each epoch, stop after {t['patience']} without improvement, keep the best weights"
+    if not comp:
+        pt, ll, lb, lora = settings
+        return [["Epochs", f"at most {epochs['prompt_tuning']} for prompt tuning and {epochs['lora']} for the others; "
+                           + stop],
+                ["Learning rates", f"prompt tuning {pt['lr']:g}, LM head {ll['lr']:g}, last blocks {lb['lr']:g}, "
+                                   f"LoRA {lora['lr']:g}"]]
+    trained = {m: g for m, g in comp["groups"].items() if m not in ("zero_shot", "zero_shot_chat")}
+    budgets = sorted({r["epochs_budget"] for g in trained.values() for r in g if r.get("epochs_budget")})
+    seeds = sorted({r["seed"] for g in trained.values() for r in g})
+    return [["Epochs", f"at most {' or '.join(map(str, budgets))} (see the learning rates); {stop}"],
+            ["Learning rates", "; ".join(
+                f"{method_label(m)} {lr_text(g[0])}" + ("" if comp["tuned"].get(m) or comp["source"] != "seeds"
+                                                        else " (untuned †)")
+                + f", {g[0].get('epochs_budget')} epochs" for m, g in trained.items())],
+            ["Seeds", ", ".join(map(str, seeds)) + (" for every trained method (the order of the training batches, "
+                                                      "LoRA's initial A and the dropout masks)" if len(seeds) > 1 else "")]]
 
 
-def machine_label(environment: dict) -> str:
-    """A machine as the cost table's note names it: the GPU, else the CPU with its cores and widest vector unit."""
-    if environment.get("gpu"):
-        return environment["gpu"]
-    flags = environment.get("cpu_flags") or {}
-    unit = ("AVX-512 with bf16" if flags.get("avx512_bf16") else "AVX-512" if flags.get("avx512f") else
-            "AVX2" if flags.get("avx2") else "no AVX2")
-    return f"{environment.get('processor', 'an unnamed CPU')} ({environment.get('cpu_count', '?')} cores, {unit})"
-
-
-def machines_note(results: dict[str, dict]) -> str:
-    """Empty when every method's unit was made on one kind of machine; else which methods ran where, so that the
-    cost table's times are compared within a machine only."""
+def machines_note(groups: dict[str, list[dict]]) -> str:
+    """Empty when every compared run was made on one kind of machine; else which methods ran where, so that the
+    table's times are compared within a machine only."""
     where: dict[str, list[str]] = {}
-    for method, res in results.items():
-        where.setdefault(machine_label(res["config"].get("environment") or {}), []).append(LABELS[method])
+    for method, rows in groups.items():
+        for machine in dict.fromkeys(r["machine"] for r in rows):
+            where.setdefault(machine, []).append(method_label(method))
     if len(where) < 2:
         return ""
     return ("The times come from " + f"{len(where)} kinds of machine: " + "; ".join(
@@ -173,58 +158,69 @@ def run_words(profile_name: str, root="results") -> str | None:
     return f"make run of {run['id']}, commit {str(run.get('commit', 'unknown'))[:10]}{dirty}"
 
 
-def regularisation_words(results: dict[str, dict], profile_name: str, root="results") -> str:
-    """Whether LoRA's low-rank constraint acted as a regulariser, read against full fine-tuning: the gap between the
-    last training loss and the best validation loss, and how far validation loss rose after its best, for LoRA's run
-    and for full fine-tuning's seed-0 run (the seeds sweep). One sentence, decided by the numbers."""
-    lora = results.get("lora", {}).get("history")
-    path = sweep_dir(profile_name, "seeds", root) / "full_ft-s0" / "history.csv"
-    if lora is None:
-        return ""
-    lora_words = (f"LoRA ended with a training loss of {number(lora.train_loss.dropna().iloc[-1])} against a best "
-                  f"validation loss of {number(lora.eval_loss.min())}")
-    if not path.is_file():
-        return f"{lora_words}; without a full fine-tuning run to compare, this cannot say whether it regularised."
-    full = pd.read_csv(path)
+def example_document(seed0: dict[str, dict], scores: dict, results: dict[str, dict], words: int = 55) -> dict | None:
+    """One test document by a stated rule (the median ROUGE-1 of the method with the highest mean), every method's
+    summary of it (seed 0), the words of each summary its document does not contain, and over every test document the
+    share of such words per method: the report's look at faithfulness."""
+    trained = [m for m in seed0 if m not in ("zero_shot", "zero_shot_chat")] or list(seed0)
+    best = max(trained, key=lambda m: scores[m].mean())
+    preds = {m: test_predictions(r) for m, r in seed0.items()}
+    per_doc = scores[best][0]
+    order = sorted(range(len(per_doc)), key=lambda i: (per_doc[i], preds[best][i]["id"]))
+    i = order[len(order) // 2]
+    documents = source_documents(results)
+    doc_id = preds[best][i]["id"]
+    document = documents.get(doc_id, "")
+    reference = preds[best][i]["reference"]
+    outputs = [[method_label(m), trim(p[i]["prediction"], words),
+                ", ".join(unsupported_words(p[i]["prediction"], document + " " + reference)[:8]) if document else ""]
+               for m, p in preds.items()]
+    shares = ({m: unsupported_share([x["prediction"] for x in p], [documents.get(x["id"], "") for x in p])
+               for m, p in preds.items()} if documents and all(x["id"] in documents for p in preds.values() for x in p)
+              else None)
+    references = ([r["reference"] for r in preds[best]], [documents.get(r["id"], "") for r in preds[best]])
+    rule = (f"Document {doc_id}, the test document with the median ROUGE-1 ({per_doc[i]:.3f}) of "
+            f"{method_label(best)} (the highest mean ROUGE-1), and every method's summary of it (seed 0); texts longer "
+            f"than {words} words are cut at a sentence end where possible, marked [...].")
+    faithful = ""
+    if shares:
+        faithful = ("ROUGE rewards overlap with the reference, not truth. A first check of faithfulness: the content "
+                    "words of a summary whose stem appears in neither its document nor its reference, in red above (at "
+                    "most eight; a paraphrase shows up too, so the list is to be read, not counted as errors). Over all "
+                    f"{len(preds[best])} test documents, the share of content words absent from the document: the references "
+                    f"{unsupported_share(*references):.0%}, " + ", ".join(
+                        f"{method_label(m)} {v:.0%}" for m, v in sorted(shares.items(), key=lambda kv: kv[1])) + ".")
+    return {"id": doc_id, "rule": rule, "document": trim(document, words) if document else "",
+            "reference": trim(preds[best][i]["reference"], words), "outputs": outputs, "faithful": faithful}
 
-    def gap(h):
-        return h.eval_loss.min() - h.train_loss.dropna().iloc[-1]
 
-    def rise(h):
-        return h.eval_loss.iloc[-1] - h.eval_loss.min()
-
-    full_words = (f"full fine-tuning (seed 0 of the seeds runs, {int(full.epoch.max())} epochs against LoRA's "
-                  f"{int(lora.epoch.max())}) ended at {number(full.train_loss.dropna().iloc[-1])} against "
-                  f"{number(full.eval_loss.min())}, a gap of {gap(full):.2f}, and its validation loss then rose to "
-                  f"{number(full.eval_loss.iloc[-1])} (LoRA's to {number(lora.eval_loss.iloc[-1])})")
-    if gap(lora) < gap(full) and rise(lora) <= rise(full):
-        return (f"Against full fine-tuning it did: {lora_words}, a gap of {gap(lora):.2f}; {full_words}. On a hundred "
-                "training documents the full-rank update fits far more of the training set, in ways that do not carry over "
-                "to validation (one run each, so a sign rather than a measurement).")
-    return (f"Against full fine-tuning it did not visibly do so: {lora_words}, a gap of {gap(lora):.2f}; "
-            f"{full_words}.")
+def parity_sentence(rows: list[dict]) -> str:
+    """Our methods trained at a ``peft`` reference run's settings (``tools.parity``), in one sentence: which match its
+    ROUGE-1 (inside its 95% interval) and its validation loss (within 0.03)."""
+    trained = [r for r in rows if r["method"] != "zero_shot"]
+    both = [method_label(r["method"]) for r in trained if r["R1 in ref interval"] and r["loss within 0.03"]]
+    rouge_only = [r for r in trained if r["R1 in ref interval"] and not r["loss within 0.03"]]
+    text = ("Trained at the settings of a run of the `peft` library on the same data (tools/parity.py), "
+            + (" and ".join(both) + " match its test ROUGE-1 (inside its 95% interval) and its validation loss (within "
+               "0.03)" if both else "no method matches both its ROUGE-1 and its loss"))
+    if rouge_only:
+        text += "; " + "; ".join(f"{method_label(r['method'])} matches its ROUGE-1, its loss only to "
+                                 f"{abs(r['val loss ours'] - r['val loss ref']):.3f}" for r in rouge_only)
+    return text + "."
 
 
-def example_documents(results: dict[str, dict], words: int = 90) -> dict:
-    """Three test documents by a stated rule: best, median and worst ROUGE-1 of the best method."""
-
-    trained = [m for m in results if m != "zero_shot"] or list(results)
-    best = max(trained, key=lambda m: results[m]["metrics"]["rouge"]["rouge1"]["mean"])
-    preds = results[best]["predictions"]
-    scores = rouge_per_example([p["prediction"] for p in preds], [p["reference"] for p in preds])["rouge1"]
-    order = sorted(range(len(preds)), key=lambda i: (scores[i], preds[i]["id"]))
-    picks = {"highest": order[-1], "median": order[len(order) // 2], "lowest": order[0]}
-    documents, docs = source_documents(results), []
-    for which, i in picks.items():
-        outputs = [[LABELS[m], trim(results[m]["predictions"][i]["prediction"], words)] for m in results
-                   if results[m]["predictions"][i]["id"] == preds[i]["id"]]
-        docs.append({"id": preds[i]["id"], "which": which, "score": number(scores[i]),
-                     "document": trim(documents.get(preds[i]["id"], ""), words) if documents else "",
-                     "reference": trim(preds[i]["reference"], words), "outputs": outputs})
-    rule = (f"The test documents with the highest, the median and the lowest ROUGE-1 of {LABELS[best]} (the method "
-            f"with the highest mean ROUGE-1), each with its source text, its reference and every method's summary; "
-            f"texts longer than {words} words are cut at a sentence end where possible, marked [...].")
-    return {"rule": rule, "docs": docs}
+def decoding_sentence(rows: list[dict]) -> str:
+    """Why decoding blocks repeated trigrams: validation ROUGE-1 with and without, per method tried."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], {})["blocked" if "trigram" in r["decoding"] else "plain"] = r
+    parts = [f"{method_label(m)} {v['plain']['val ROUGE-1'].split()[0]} → {v['blocked']['val ROUGE-1'].split()[0]}"
+             for m, v in by.items() if {"plain", "blocked"} <= set(v)]
+    raised = all(float(v["blocked"]["val ROUGE-1"].split()[0]) > float(v["plain"]["val ROUGE-1"].split()[0])
+                 for v in by.values() if {"plain", "blocked"} <= set(v))
+    return (f"Blocking repeated trigrams was chosen on the validation split, where it "
+            f"{'raised ROUGE-1 for every method tried' if raised else 'changed ROUGE-1'} (" + ", ".join(parts) + ")."
+            if parts else "")
 
 
 def tune_data(profile_name: str, results: dict[str, dict] | None = None, root="results") -> dict | None:
@@ -253,50 +249,28 @@ def tune_data(profile_name: str, results: dict[str, dict] | None = None, root="r
                 f"not settled yet ({len(runs)} rates run)"
         else:
             state = "at its method's chosen rate"
-        notebook = (results or {}).get(group)
-        before = "-" if notebook is None else (f"{notebook['metrics']['eval_loss']:.3f} "
-                                               f"(lr {notebook['config']['method_settings']['lr']:g})")
         rows.append({"method": TUNE_LABELS[group], "lr: validation loss": tried, "best lr": f"{best['lr']:g}",
-                     "val loss": f"{best['val_loss']:.4f}", "epochs": str(best["epochs_run"]), "best lr is": state,
-                     "notebooks' run": before})
+                     "val loss": f"{best['val_loss']:.4f}", "epochs": str(best["epochs_run"]), "best lr is": state})
         (finished if choice or group not in TUNE_GRIDS else pending).append(TUNE_LABELS[group])
-    changed = []
-    for group, choice in (summary.get("chosen") or {}).items():
-        notebook = (results or {}).get(group)
-        if choice and notebook:
-            before = notebook["metrics"]["eval_loss"]
-            changed.append(f"{TUNE_LABELS[group]} {before:.4f} → {choice['val_loss']:.4f} (lr "
-                           f"{notebook['config']['method_settings']['lr']:g} → {choice['lr']:g})")
-    change = ("Tuned alike, validation loss moves from the notebooks' run to the chosen setting: " + "; ".join(changed)
-              + ". The seeds and every ROUGE ordering below still use the notebooks' settings." if changed else "")
     return {**(as_table(pd.DataFrame(rows)) if rows else {"header": [], "rows": []}), "n_rows": len(rows),
-            "change": change,
             "pending": "; ".join(p for p in pending if p not in finished), "runs": len(checked),
             "devices": sorted({r["device"] for r in checked})}
 
 
-def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict | None = None) -> dict | None:
-    """The seeds table, the pairwise comparisons, the share of full fine-tuning's gain and the cross-device check.
+def seeds_data(rows: list[dict] | None, results: dict[str, dict] | None = None, scores: dict | None = None,
+               groups: dict[str, list[dict]] | None = None) -> dict | None:
+    """The pairwise comparisons between methods (seed-aware, paired over documents, Holm-adjusted), the sentences that
+    state them, and the share of full fine-tuning's gain each method reaches.
 
-    ``scores``: per-document test ROUGE-1 per method, (seeds, documents) (``seed_scores``); the orderings the report
-    states come from them (``pairwise``).
+    ``rows``: runs of a seeds sweep (or ``groups``: method -> rows, already grouped); ``scores``: per-document test
+    ROUGE-1 per method, (seeds, documents) (``comparison.document_scores``); the orderings stated come from them.
     """
-    groups = seed_groups(rows)
+    groups = groups if groups is not None else seed_groups(rows)
     if "zero_shot" not in groups or len(groups) < 2:
         return None
-    table = []
-    for m, g in groups.items():
-        halves = [(r["test_rouge1_high"] - r["test_rouge1_low"]) / 2 for r in g]
-        table.append({"method": method_label(m), "trained params": f"{g[0]['trainable_params']:,}",
-                      "seeds": ", ".join(str(r["seed"]) for r in g),
-                      "val loss": plus_minus([r["val_loss"] for r in g]),
-                      "test ROUGE-1": plus_minus([r["test_rouge1"] for r in g]),
-                      "±95%": f"{sum(halves) / len(halves):.3f}",
-                      "test ROUGE-2": plus_minus([r["test_rouge2"] for r in g]),
-                      "test ROUGE-L": plus_minus([r["test_rougeL"] for r in g])})
     pairs = pairwise({m: scores[m] for m in groups if m in scores}) if scores else []
-    out = {**as_table(pd.DataFrame(table)), "ranking": ranking_sentence(groups, pairs) if pairs else "", "pairs": pairs,
-           "pairwise": pairwise_table(pairs) if pairs else None, "share": None, "device_check": None,
+    out = {"ranking": ranking_sentence(groups, pairs) if pairs else "", "pairs": pairs,
+           "pairwise": pairwise_table(pairs) if pairs else None, "share": None,
            "spread": spread_sentence(groups), "lora_share": None, "seed_level": seed_level_sentence(
                pairs, min((len(g) for g in groups.values() if len(g) > 1), default=1))}
     zs = groups["zero_shot"][0]
@@ -321,58 +295,183 @@ def seeds_data(rows: list[dict], results: dict[str, dict] | None, scores: dict |
         out["share"] = {**as_table(pd.DataFrame(share)), "zs_loss": number(zs["test_loss"]),
                         "ft_loss": number(ft["test_loss"]), "zs_rouge1": number(zs["test_rouge1"]),
                         "ft_rouge1": number(ft["test_rouge1"])}
-    if results:
-        pairs = [(m, results[m], g[0]) for m, g in groups.items() if m in results and g[0]["seed"] == 0]
-        if pairs:
-            loss_gap = max(abs(res["metrics"]["eval_loss"] - r["val_loss"]) for _, res, r in pairs)
-            r1_gap = max(abs(res["metrics"]["rouge"]["rouge1"]["mean"] - r["test_rouge1"]) for _, res, r in pairs)
-            env = results[pairs[0][0]]["config"]["environment"]
-            where = env["gpu"] if env.get("gpu") else f"a {env.get('cpu_count', '?')}-core CPU ({env.get('processor')})"
-            seed0 = device_name(pairs[0][2])
-            loss_sd, r1_sd = max_sd(groups, "val_loss"), max_sd(groups, "test_rouge1")
-            out["device_check"] = (
-                f"Seed 0 is the notebooks' settings run again, on {seed0}; the notebooks' runs (sections 3-5) ran on "
-                f"{where}. For zero-shot and the {len(pairs) - 1} trained methods, the two differ by at most "
-                f"{loss_gap:.4f} in validation loss ({'within' if loss_gap <= loss_sd else 'more than'} the largest "
-                f"spread across seeds, {loss_sd:.4f}) and by at most {r1_gap:.3f} in test ROUGE-1 "
-                f"({'within' if r1_gap <= r1_sd else 'more than'} the spread across seeds, up to {r1_sd:.3f}). What "
-                "differs between the two runs of the same settings and seed is the order in which floating-point sums "
-                "are taken (micro-batches of 2 rows on the CPU, whole batches of 8 on the GPU, and each machine's own "
-                "matrix kernels), so the trajectories part after the first updates.")
     return out
 
 
-def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None = None,
-               root="results") -> dict | None:
-    """Tables, figures and the sentences of the sweeps section, or None when no sweep has finished runs.
+def lr_text(row: dict) -> str:
+    return "-" if row.get("lr") is None else f"{row['lr']:g}"
 
-    The methods stand beside the sweeps at the mean over their training seeds (the seeds sweep) or, before that has
-    run, as the notebooks' runs at their validation loss (their validation ROUGE-1 from the ``methods`` sweep).
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def main_table(groups: dict[str, list[dict]], tuned: dict[str, bool]) -> dict:
+    """The comparison's table: per method its learning rate, trained parameters, validation and test loss, test ROUGE
+    (mean ± sd over training seeds; one run: its 95% interval over documents), training time and peak memory."""
+    rows = []
+    several = any(len(g) > 1 for m, g in groups.items() if m not in ("zero_shot", "zero_shot_chat"))
+    for m, g in groups.items():
+        row = {"method": method_label(m) + ("" if tuned.get(m, True) or m in ("zero_shot", "zero_shot_chat") else " †"),
+               "trained params": f"{g[0]['trainable_params']:,}", "val loss": plus_minus([r["val_loss"] for r in g]), "test loss": plus_minus([r["test_loss"] for r in g])}
+        for key, name in (("test_rouge1", "ROUGE-1"), ("test_rouge2", "ROUGE-2"), ("test_rougeL", "ROUGE-L")):
+            if several:
+                row[name] = plus_minus([r[key] for r in g])
+            else:
+                row[name] = f"{g[0][key]:.3f} [{g[0][key + '_low']:.3f}, {g[0][key + '_high']:.3f}]"
+        if several:
+            row["±95% docs"] = f"{sum((r['test_rouge1_high'] - r['test_rouge1_low']) / 2 for r in g) / len(g):.3f}"
+        time = median([r.get("train_time_s") for r in g])
+        peak = median([r.get("peak_memory_mib") for r in g])
+        row["train s"] = "-" if not time else f"{time:,.0f}"
+        row["peak MiB"] = "-" if not peak else f"{peak:,.0f}"
+        rows.append(row)
+    return as_table(pd.DataFrame(rows))
+
+
+def change_table(before: dict[str, list[dict]], groups: dict[str, list[dict]], tuned: dict[str, bool]) -> dict | None:
+    """What tuning changed, per trained method: rate, validation loss, test ROUGE-1 and epochs, notebooks' settings →
+    tuned (means over the seeds of each)."""
+    rows = []
+    for m, g in groups.items():
+        old = before.get(m)
+        if m in ("zero_shot", "zero_shot_chat") or not old:
+            continue
+        new = g if tuned.get(m) else None
+
+        def pair(key, digits=3, rows_=None):
+            mean_old = sum(r[key] for r in old) / len(old)
+            if new is None:
+                return f"{mean_old:.{digits}f} → -"
+            return f"{mean_old:.{digits}f} → {sum(r[key] for r in new) / len(new):.{digits}f}"
+
+        rows.append({"method": method_label(m), "lr": f"{lr_text(old[0])} → {lr_text(new[0]) if new else '-'}",
+                     "val loss": pair("val_loss"), "test loss": pair("test_loss"), "test ROUGE-1": pair("test_rouge1"),
+                     "epochs run": f"{median([r['epochs_run'] for r in old])} → "
+                                   f"{median([r['epochs_run'] for r in new]) if new else '-'}"})
+    return as_table(pd.DataFrame(rows)) if rows else None
+
+
+def yardsticks(profile_name: str, comp: dict, root="results") -> dict[str, float | None]:
+    """One noise yardstick per trained method: how far its runs of identical settings land apart in validation loss
+    (its tuned seeds; at the notebooks' settings, ``inputs.run_spread``'s runs)."""
+    untuned_rows = [r for rows in comp["before"].values() for r in rows]
+    out = {}
+    for m, g in comp["groups"].items():
+        if m in ("zero_shot", "zero_shot_chat"):
+            continue
+        if comp["tuned"].get(m) or comp["source"] == "notebooks":
+            values = [r["val_loss"] for r in g]
+            out[m] = max(values) - min(values) if len(values) > 1 else None
+        else:
+            out[m] = run_spread(profile_name, untuned_rows, m, root)
+    return out
+
+
+def method_figures(comp: dict, results: dict[str, dict]) -> dict[str, dict]:
+    """Each compared method's headline numbers as display strings (the methods section and the theory answers quote
+    these): means over its seeds; per-run facts (epochs, the loss before training) from seed 0."""
+    base = base_params(results)
+    out = {}
+    for method, g in comp["groups"].items():
+        first = g[0]
+        h = history(first)
+        key = "zero_shot" if method == "zero_shot_chat" else method
+        out[method] = {
+            "label": method_label(method), "eval_loss": number(sum(r["val_loss"] for r in g) / len(g)),
+            "test_loss": number(sum(r["test_loss"] for r in g) / len(g)),
+            "rouge1_mean": number(sum(r["test_rouge1"] for r in g) / len(g)),
+            "params": f"{first['trainable_params']:,}", "percent": percent_of_model(first["trainable_params"], base),
+            "tok_s": f"{median([r.get('tokens_per_s') for r in g]) or 0:,.0f}",
+            "epochs": str(first.get("epochs_run", "-")), "lr": lr_text(first), "seeds": str(len(g)),
+            "start_loss": number(h.eval_loss.iloc[0]) if h is not None and len(h) else number(first["val_loss"]),
+            "n_tokens": str(read_json(Path(first["folder"]) / "config.json")["profile"]["prompt_tuning"]["n_tokens"]),
+            "tuned": bool(comp["tuned"].get(method)), "source": key,
+            "rouge1_sd": number(mean_sd([r["test_rouge1"] for r in g])[1] or 0.0),
+            "best_epoch": str(int(h.epoch[h.eval_loss.idxmin()])) if h is not None and len(h) else "-",
+        }
+    return out
+
+
+def comparison_data(profile_name: str, results: dict[str, dict], figures: Path, root="results") -> dict:
+    """The comparison the report leads with (``comparison.comparison``): its table, what tuning changed, the pairwise
+    verdicts and their figure, quality against cost, the fit of each method, and the discussion's sentences."""
+    comp = comparison(profile_name, results, root)
+    groups, tuned = comp["groups"], comp["tuned"]
+    scores = document_scores(groups)
+    noise = yardsticks(profile_name, comp, root)
+    out = seeds_data(None, None, scores, groups=groups) or {"pairs": [], "ranking": "", "share": None,
+                                                              "lora_share": None, "spread": "", "seed_level": "",
+                                                              "chat": None}
+    out.update({"source": comp["source"], "groups": groups, "tuned": tuned, "before": comp["before"],
+                "table": main_table(groups, tuned),
+                "change": change_table(comp["before"], groups, tuned), "yardstick": yardstick_sentence(noise),
+                "noise": noise, "m": method_figures(comp, results),
+                "untuned": [method_label(m) for m in groups if m not in ("zero_shot", "zero_shot_chat")
+                            and not tuned.get(m) and comp["source"] == "seeds"],
+                "n_seeds": str(max(len(g) for g in groups.values())),
+                "devices": sorted({r.get("device") or "an unrecorded machine" for g in groups.values() for r in g})})
+    out["loss_vs_rouge"] = loss_rouge_sentence(groups, out["pairs"], noise) if out["pairs"] else ""
+    out["figures"] = {"forest": None, "cost": "/" + str(figures / "cost.png"), "fit": "/" + str(figures / "fit.png")}
+    if out["pairs"]:
+        plot_forest(out["pairs"], figures / "pairwise.png")
+        out["figures"]["forest"] = "/" + str(figures / "pairwise.png")
+    plot_cost(groups, figures / "cost.png")
+    trained = [m for m in groups if m not in ("zero_shot", "zero_shot_chat")]
+    histories = {m: history(groups[m][0]) for m in trained}
+    histories = {m: h for m, h in histories.items() if h is not None and len(h) > 1}
+    if histories:
+        plot_fit(histories, figures / "fit.png")
+    else:
+        out["figures"]["fit"] = None
+    plt.close("all")
+    seed0 = {m: g[0] for m, g in groups.items()}
+    stats = {m: output_stats(test_predictions(r)) for m, r in seed0.items()}
+    out["discussion"] = discussion(stats, histories, groups, noise)
+    out["example"] = example_document(seed0, scores, results)
+    return out
+
+
+def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None = None, root="results",
+               comp: dict | None = None) -> dict | None:
+    """Tables, figures and the sentences of the tuning and size sweeps, or None when no sweep has finished runs.
+
+    ``comp``: the comparison (``comparison_data``), whose methods stand beside the size sweeps at their mean over
+    seeds, and whose noise yardsticks every "within noise" here reads; without it, the notebooks' runs at their
+    validation loss.
     """
-    rank, methods, prompt, init, full, seeds = (sweep_rows(profile_name, s, root) for s in (
-        "lora_rank", "methods", "prompt_length", "prompt_init", "full_ft", "seeds"))
+    rank, prompt, init, full = (sweep_rows(profile_name, s, root) for s in (
+        "lora_rank", "prompt_length", "prompt_init", "full_ft"))
     tune = tune_data(profile_name, results, root)
-    if not any((rank, prompt, seeds, tune)):
+    if not any((rank, prompt, tune)):
         return None
-    groups = seed_groups(seeds)
+    comp = comp or {}
+    groups = comp.get("groups") or {}
     if groups:
         methods = []
         for m, g in groups.items():
-            row = {"method": m, "trainable_params": g[0]["trainable_params"], "n_seeds": len(g)}
+            row = {"method": m, "trainable_params": g[0]["trainable_params"], "n_seeds": len(g),
+                   "tuned": comp["tuned"].get(m, False)}
             for key in ("val_loss", "val_rouge1"):
-                values = [r[key] for r in g]
-                row.update({key: mean_sd(values)[0], f"{key}_min": min(values), f"{key}_max": max(values)})
+                values = [r[key] for r in g if r.get(key) is not None]
+                row.update({key: mean_sd(values)[0], f"{key}_min": min(values), f"{key}_max": max(values)}
+                           if values else {key: None})
             methods.append(row)
     else:
-        scored = {r["method"] for r in methods}
-        methods = methods + [{"method": m, "trainable_params": r["metrics"]["trainable_params"],
-                              "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None}
-                             for m, r in (results or {}).items() if m not in scored]
+        methods = [{"method": m, "trainable_params": r["metrics"]["trainable_params"],
+                    "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None} for m, r in (results or {}).items()]
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
-    out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None},
-           "rank": None, "prompt": None, "init": None, "full": None, "seeds": None, "geometry": None,
-           "methods": None, "prompt_text": [], "tune": tune, "geometry_norms": None,
-           "devices": devices_sentence(rank + prompt + init + full + seeds + sweep_rows(profile_name, "tune", root))}
+    tune_rows = sweep_rows(profile_name, "tune", root)
+    out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None, "tuning": None},
+           "rank": None, "prompt": None, "init": None, "full": None, "geometry": None,
+           "prompt_text": [], "tune": tune, "geometry_norms": None,
+           "devices": devices_sentence(rank + prompt + init + full + tune_rows
+                                       + [r for g in groups.values() for r in g if r.get("sweep")])}
+    if tune_rows:
+        plot_tuning(tune_rows, read_json(sweep_dir(profile_name, "tune", root) / "summary.json").get("chosen"),
+                    figures / "tuning.png")
+        out["figures"]["tuning"] = "/" + str(figures / "tuning.png")
 
     def table(rows, first, name=lambda r: r["run"][1:]):
         return as_table(pd.DataFrame([{first: name(r), "trained params": f"{r['trainable_params']:,}",
@@ -383,8 +482,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                                     for r in rows]))
 
     planned = {s: planned_runs(profile_name, s, root) for s in ("lora_rank", "prompt_length")}
-    # one noise yardstick per method, stated once (seeds section) and read by every "within noise" below
-    noise = {m: run_spread(profile_name, seeds, m, root) for m in groups if m not in ("zero_shot", "zero_shot_chat")}
+    noise = comp.get("noise") or {}  # one noise yardstick per method, stated once, read by every "within noise"
     if rank:
         alpha = read_json(sweep_dir(profile_name, "lora_rank", root) / rank[0]["run"] / "config.json")["profile"]["lora"]["alpha"]
         rank_text, rank_enough = rank_sentence(rank, noise.get("lora"), alpha)
@@ -425,17 +523,6 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                        "params": f"{full[0]['trainable_params']:,}",
                        "edge": (f" It is the {edge} learning rate tried, so a {edge[:-3]}er one might lower the "
                                 f"ceiling's loss further." if edge else "")}
-    out["seeds"] = seeds_data(seeds, results, seed_scores(profile_name, groups, root) if groups else None)
-    if out["seeds"]:
-        out["seeds"]["yardstick"] = yardstick_sentence(noise)
-        out["seeds"]["loss_vs_rouge"] = (loss_rouge_sentence(groups, out["seeds"]["pairs"], noise)
-                                         if out["seeds"]["pairs"] else "")
-    out["figures"]["forest"] = None
-    if out["seeds"] and out["seeds"]["pairs"]:
-        plot_forest(out["seeds"]["pairs"], figures / "pairwise.png")
-        out["figures"]["forest"] = "/" + str(figures / "pairwise.png")
-    out["methods"] = {r["method"]: {"val_rouge1": number(r["val_rouge1"])} for r in methods if r["val_rouge1"] is not None}
-    out["methods_scored"] = bool(out["methods"])
     geometry_path = sweep_dir(profile_name, "lora_rank", root) / "geometry.json"
     if geometry_path.exists():
         geometry = read_json(geometry_path)
@@ -466,17 +553,8 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
                 root="results") -> dict:
     """Everything the Typst template prints, as strings and tables; figures are drawn into ``figures``."""
 
-    plot_loss_curves(results, figures / "loss_curves.png")
-    plot_rouge(results, figures / "rouge.png")
-    plt.close("all")
-    table = comparison_table(results)
-    rouge = table[["method", *ROUGE_NAMES.values()]]
-    cost = table[["method", "eval loss (val)", "test loss", "trainable params", "trainable %", "train time (s)",
-                  "train tok/s", "peak mem (MiB)", "hit cap"]].rename(columns={
-                      "eval loss (val)": "val loss", "trainable params": "trained params", "trainable %": "% of model",
-                      "train time (s)": "train s", "train tok/s": "tok/s", "peak mem (MiB)": "peak MiB"})
+    comp = comparison_data(profile_name, results, figures, root)
     config = next(iter(results.values()))["config"]
-    resumed = [LABELS[m] for m, r in results.items() if r["metrics"].get("resumed_after_epoch")]
     data = {
         "title": settings.get("title") or "Parameter-efficient fine-tuning for summarization",
         "subtitle": "Prompt tuning, last-layer fine-tuning and LoRA, compared",
@@ -486,47 +564,38 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
         "run": run_words(profile_name, root),
         "base_params": f"{base_params(results):,}",
-        "setup": setup_rows(config), "rouge": as_table(rouge), "cost": as_table(cost),
-        "figures": {"loss": "/" + str(figures / "loss_curves.png"), "rouge": "/" + str(figures / "rouge.png")},
-        "discussion": discussion(results),
-        "examples": example_documents(results), "m": method_figures(results),
-        "regularisation": regularisation_words(results, profile_name, root),
-        "machines_note": machines_note(results),
-        "resumed_note": (f"Training of {', '.join(resumed)} resumed from an epoch checkpoint (of an interrupted run, or "
-                         "one written by tools.launch); its train time adds up the epochs kept, as the "
-                         "checkpoint recorded them.") if resumed else "",
+        "setup": setup_rows(config, comp), "comparison": comp, "m": comp["m"],
+        "machines_note": machines_note(comp["groups"]),
         "search": None, "decoding": None, "parity": None,
-        "lora_rank": str(config["profile"]["lora"]["r"]), "sweep": sweep_data(profile_name, figures, results, root),
+        "lora_rank": str(config["profile"]["lora"]["r"]),
+        "sweep": sweep_data(profile_name, figures, results, root, comp=comp),
         # the resamples of the intervals, as the code draws them (ROUGE per method; paired gaps between methods)
         "n_boot": f"{signature(rouge_summary).parameters['n_boot'].default:,}",
         "n_boot_paired": f"{signature(paired_seed_bootstrap).parameters['n_boot'].default:,}",
     }
-    seeds = (data["sweep"] or {}).get("seeds")
-    data["verdicts"] = verdicts(results, (seeds or {}).get("pairs"))
-    data["conclusion"] = conclusion(results, seeds)
+    data["regularisation"] = regularisation_words(
+        {m: h for m, h in ((m, history(g[0])) for m, g in comp["groups"].items()) if h is not None and len(h) > 1})
+    tokens = sweep_dir(profile_name, "seeds_tuned", root) / "prompt_tokens.json"
+    tune_summary = sweep_dir(profile_name, "tune", root) / "summary.json"
+    data["prompt_tokens"] = None
+    if tokens.is_file() and tune_summary.is_file():
+        grid = [r for r in sweep_rows(profile_name, "tune", root) if r["group"] == "prompt_tuning"]
+        chosen = (read_json(tune_summary).get("chosen") or {}).get("prompt_tuning")
+        data["prompt_tokens"] = prompt_tokens_words(read_json(tokens), {r["lr"]: r["val_loss"] for r in grid},
+                                                    chosen["lr"] if chosen else None)
+    data["verdicts"] = verdicts(comp)
+    data["abstract"] = abstract(comp, int(data["n_test"]))
+    data["conclusion"] = conclusion(comp)
     search = profile_dir(profile_name, root) / "search.json"
     if search.exists():
         frame = pd.DataFrame(read_json(search)["rows"]).drop(columns=["training hash"], errors="ignore")
         frame["settings"] = frame["settings"].str.replace("+", ", ", regex=False)
-        frame["method"] = frame["method"].map(LABELS)
+        frame["method"] = frame["method"].map(method_label)
         data["search"] = {"note": read_json(search)["note"], **as_table(frame)}
     decoding = profile_dir(profile_name, root) / "decoding.json"
     if decoding.exists():
-        frame = pd.DataFrame(read_json(decoding)["rows"])
-        frame["method"] = frame["method"].map(LABELS)
-        n_val = next(iter(results.values()))["config"]["profile"]["n_val"]
-        frame["hit cap"] = [f"{v}/{n_val}" for v in frame["hit cap"]]  # counts over the validation documents
-        data["decoding"] = as_table(frame)
+        data["decoding"] = decoding_sentence(read_json(decoding)["rows"])
     parity = profile_dir(profile_name, root) / "parity" / "parity.json"
     if parity.exists():
-        rows = read_json(parity)["rows"]
-        frame = pd.DataFrame([{"method": LABELS[r["method"]], "params": r["params ours / ref"].split(" / ")[0],
-                               "val loss ours / ref": f"{r['val loss ours']:.3f} / {r['val loss ref']:.3f}",
-                               "ROUGE-1 ours": r["ROUGE-1 ours"], "ROUGE-1 peft": r["ROUGE-1 ref"],
-                               "ROUGE-1 in peft's interval": "yes" if r["R1 in ref interval"] else "no",
-                               "loss within 0.03": "yes" if r["loss within 0.03"] else "no",
-                               "parity": "yes" if r["R1 in ref interval"] and r["loss within 0.03"] else "no",
-                               "hit cap": r["hit cap"]} for r in rows])
-        note = read_json(parity)["note"].replace("peft_helpers/parity.py", "tools/parity.py")  # where it lives now
-        data["parity"] = {"note": note, **as_table(frame)}
+        data["parity"] = parity_sentence(read_json(parity)["rows"])
     return data

@@ -26,7 +26,7 @@ MATH_FIGURE = re.compile(r"\{([A-Za-z_]\w*(?:\.\w+)+)\}")  # in math, braces gro
 MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$", re.S)
 CITATION = re.compile(r"@([a-z][\w-]*[a-z0-9])")
 LABEL = re.compile(r"\s*<([a-z][\w-]*)>\s*$")
-SECTIONS = {"sec-sweeps": "the report's section on the sweeps"}
+SECTIONS = {"sec-sweeps": "the report's section on the size sweeps", "sec-discussion": "the report's discussion"}
 
 # LaTeX -> Typst math, for the subset theory.md uses (anything else stops the build: see latex_to_typst)
 COMMANDS = {r"\in": "in", r"\times": "times", r"\alpha": "alpha", r"\Delta": "Delta", r"\cdot": "dot",

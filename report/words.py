@@ -6,7 +6,7 @@ from __future__ import annotations
 from peft_helpers.evaluation import verdict
 from peft_helpers.plots import LABELS
 
-from .stats import mean_sd, output_stats, paired_gap, smallest_within
+from .stats import mean_sd, smallest_within
 
 FULL_FT_LABEL = "full fine-tuning"
 
@@ -71,89 +71,105 @@ def device_name(row: dict) -> str:
     return row.get("device", "an unrecorded machine")
 
 
-def discussion(results: dict[str, dict]) -> list[str]:
-    """Paragraphs that explain the differences from the files: precision, recall and length, what each method learned,
-    overfitting, and cost. Orderings here are of one training run per method, paired over the test documents."""
-    trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
+def _fit(h) -> dict:
+    """Seed 0's fit: the last training loss, the best validation loss, the gap between them, and how far validation
+    loss rose after its best epoch."""
+    last_train = float(h.train_loss.dropna().iloc[-1])
+    best = float(h.eval_loss.min())
+    return {"train": last_train, "best": best, "gap": best - last_train, "rise": float(h.eval_loss.iloc[-1]) - best,
+            "epochs": int(h.epoch.max())}
+
+
+def fit_sentence(histories: dict) -> str:
+    """How far each method fits its training documents beyond what carries over to validation (seed 0's history):
+    the gap between its last training loss and its best validation loss, and any rise of validation loss after its
+    best epoch, decided from the numbers."""
+    if not histories:
+        return ""
+    fits = {m: _fit(h) for m, h in histories.items()}
+    order = sorted(fits, key=lambda m: -fits[m]["gap"])
+    text = ("Every method ends with a lower loss on its 100 training documents than on the validation ones. The gap "
+            "between the last training loss (the mean over the last epoch's updates) and the best validation loss, "
+            "seed 0: " + ", ".join(f"{method_label(m)} {fits[m]['gap']:.2f} ({fits[m]['train']:.2f} against "
+                                   f"{fits[m]['best']:.3f})" for m in order) + ".")
+    rose = [m for m in order if fits[m]["rise"] > 0.005]
+    if rose:
+        text += (" Validation loss rose after its best epoch for " + ", ".join(
+            f"{method_label(m)} (+{fits[m]['rise']:.3f} by epoch {fits[m]['epochs']})" for m in rose)
+                 + "; early stopping keeps the best epoch's weights, so the scores are from before the rise.")
+    return text
+
+
+def regularisation_words(histories: dict) -> str:
+    """Whether LoRA's low-rank constraint acted as a regulariser, read against full fine-tuning's run of the same
+    comparison (seed 0 of each): the train/validation gap and the rise after the best epoch. One sentence."""
+    if "lora" not in histories:
+        return ""
+    lora = _fit(histories["lora"])
+    lora_words = (f"LoRA ended with a training loss of {lora['train']:.3f} against a best validation loss of "
+                  f"{lora['best']:.3f}")
+    if "full_ft" not in histories:
+        return f"{lora_words}; without a full fine-tuning run to compare, this cannot say whether it regularised."
+    full = _fit(histories["full_ft"])
+    full_words = (f"full fine-tuning ({full['epochs']} epochs against LoRA's {lora['epochs']}) ended at "
+                  f"{full['train']:.3f} against {full['best']:.3f}, a gap of {full['gap']:.2f}, and its validation loss "
+                  f"then rose by {full['rise']:.3f} (LoRA's by {lora['rise']:.3f})")
+    if lora["gap"] < full["gap"] and lora["rise"] <= full["rise"]:
+        return (f"Against full fine-tuning it did: {lora_words}, a gap of {lora['gap']:.2f}; {full_words}. On a hundred "
+                "training documents the full-rank update fits far more of the training set, in ways that do not carry "
+                "over to validation (seed 0 of each, so a sign rather than a measurement).")
+    return f"Against full fine-tuning it did not visibly do so: {lora_words}, a gap of {lora['gap']:.2f}; {full_words}."
+
+
+def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[dict]],
+               noise: dict[str, float | None]) -> list[str]:
+    """Paragraphs that explain the comparison from its runs (seed 0's summaries and history of each method): what
+    the summaries look like against the references, what the methods took up, how far each fits its training set,
+    and what the cost comes from."""
+    trained = [m for m in stats if m not in ("zero_shot", "zero_shot_chat")]
     if not trained:
-        return ["No trained method has results yet."]
-    stats = {m: output_stats(r["predictions"]) for m, r in results.items()}
-    best_rouge = max(trained, key=lambda m: trained[m]["rouge"]["rouge1"]["mean"])
-    best_loss = min(trained, key=lambda m: trained[m]["eval_loss"])
+        return [{"title": "", "text": "No trained method has results yet."}]
     out = []
-    tied = []
-    for method in trained:
-        if method != best_rouge:
-            gap, low, high = paired_gap(results[best_rouge]["predictions"], results[method]["predictions"],
-                                         names=(best_rouge, method))
-            if verdict(low, high) == "tied":
-                tied.append(f"{LABELS[method]} ({gap:+.3f} [{low:+.3f}, {high:+.3f}])")
-    lead = (f"In these runs (one training run per method) {LABELS[best_rouge]} has the highest test ROUGE-1 and "
-            + ("the lowest validation loss" if best_rouge == best_loss else
-               f"{LABELS[best_loss]} the lowest validation loss") + ". ")
-    lead += (("Paired over the test documents, it is tied with " + "; ".join(tied) + " and ahead of the rest "
-              "(95% intervals of the ROUGE-1 gap). ") if tied else
-             "Paired over the test documents, the 95% interval of its ROUGE-1 gap to every other method excludes zero, "
-             "in this one run each. ")
-    out.append(lead + ("Section 6 repeats every method with three training seeds; the orderings the report "
-                       "concludes on come from there." if len(trained) > 1 else ""))
     ref = next(iter(stats.values()))
-    parts = [f"{LABELS[m]} {st['precision']:.2f} / {st['recall']:.2f} / {st['words']:.0f} words"
+    parts = [f"{method_label(m)} {st['precision']:.2f} / {st['recall']:.2f} / {st['words']:.0f}"
              for m, st in stats.items()]
-    text = (f"Why the scores differ: ROUGE-1 F1 is the harmonic mean of precision (the share of a summary's words "
-            f"found in the reference) and recall (the share of the reference's words found in the summary). "
-            f"Precision / recall / mean length, against references of {ref['ref_words']:.0f} words: "
-            + "; ".join(parts) + ". ")
-    terse = [m for m, st in stats.items() if m in trained and st["precision"] - st["recall"] > 0.1]
+    text = (f"ROUGE-1 F1 is the harmonic mean of precision (the share of a summary's "
+            f"words found in the reference) and recall (the share of the reference's words found in the summary). "
+            f"Precision / recall / mean length in words of seed 0's test summaries, against references of "
+            f"{ref['ref_words']:.0f} words: " + "; ".join(parts) + ". ")
+    terse = [m for m in trained if stats[m]["precision"] - stats[m]["recall"] > 0.1]
     if terse:
         text += ("Short summaries lose on recall: " + " and ".join(
-            f"{LABELS[m]} writes {stats[m]['words']:.0f} words and recalls {stats[m]['recall']:.2f} of the reference "
-            f"at a precision of {stats[m]['precision']:.2f}" for m in terse) + ". ")
+            f"{method_label(m)} writes {stats[m]['words']:.0f} words and recalls {stats[m]['recall']:.2f} of the "
+            f"reference at a precision of {stats[m]['precision']:.2f}" for m in terse) + ". ")
     long = [m for m, st in stats.items() if st["hit_cap"] >= st["n"] // 4 and st["capped_r1"] is not None
             and st["ended_r1"] is not None]
     if long:
-        text += ("Repeated trigrams are blocked, so a summary that runs to the token cap is not a loop; it goes on "
-                 "past the reference's content. " + capital("; ".join(
-                     f"{LABELS[m]} runs to the cap {stats[m]['hit_cap']}/{stats[m]['n']} times, and its capped "
+        text += ("Blocking repeated trigrams stops verbatim loops, not loops in other words: a summary that runs to "
+                 "the token cap tends to restate its first sentences (as in the example below). " + capital("; ".join(
+                     f"{method_label(m)} runs to the cap {stats[m]['hit_cap']}/{stats[m]['n']} times, and its capped "
                      f"summaries score {stats[m]['capped_r1']:.3f} ROUGE-1 against {stats[m]['ended_r1']:.3f} for the "
                      "rest" for m in long)) + ".")
-    out.append(text)
+    out.append({"title": "What the scores are made of.", "text": text})
     learned = [m for m in trained if stats[m]["they"] >= stats[m]["n"] // 2]
     missed = [m for m in trained if m not in learned]
-    text = (f"What the methods learned shows in the form of their outputs. The references follow a template: "
-            f"{ref['ref_they']} of {ref['n']} state the approach in a sentence that starts \"They ...\" and "
-            f"{ref['ref_existing']} open with \"Existing ...\". ")
+    text = (f"The references follow a template: {ref['ref_they']} of {ref['n']} state the "
+            f"approach in a sentence that starts \"They ...\" and {ref['ref_existing']} open with \"Existing ...\". ")
     if learned:
-        text += (capital(" and ".join(LABELS[m] for m in learned)) + " took it up (\"They\" in " + ", ".join(
+        text += (capital(", ".join(method_label(m) for m in learned)) + " took it up (\"They\" in " + ", ".join(
             f"{stats[m]['they']}" for m in learned) + f" of {ref['n']} summaries; \"Existing\" as the first word in "
-            + ", ".join(f"{stats[m]['existing']}" for m in learned) + ", more often than the references do). ")
+            + ", ".join(f"{stats[m]['existing']}" for m in learned) + "). ")
     if missed:
-        text += (capital(" and ".join(LABELS[m] for m in missed)) + " did not (\"They\" in " + ", ".join(
+        text += (capital(" and ".join(method_label(m) for m in missed)) + " did not (\"They\" in " + ", ".join(
             f"{stats[m]['they']}" for m in missed) + f"; the untrained model: {stats.get('zero_shot', ref)['they']}): "
             "training moved their loss but not the register of their text, which stays the model's own.")
-    out.append(text)
-    rose = []
-    for m, r in results.items():
-        h = r.get("history")
-        if h is None or len(h) < 3:
-            continue
-        gap = r["metrics"]["eval_loss"] - h.train_loss.dropna().iloc[-1]
-        if h.eval_loss.iloc[-1] > h.eval_loss.min() + 1e-9:
-            rose.append(f"{LABELS[m]} (training loss {h.train_loss.dropna().iloc[-1]:.2f} at the end, validation "
-                        f"{h.eval_loss.min():.3f} at its best epoch and {h.eval_loss.iloc[-1]:.3f} after the last)")
-        elif gap > 0.3:
-            rose.append(f"{LABELS[m]} (a training/validation gap of {gap:.2f}, validation still falling)")
-    if rose:
-        out.append("Overfitting on 100 training documents: " + "; ".join(rose) + ". Early stopping keeps the weights "
-                   "of the best validation epoch, so the reported numbers are from before the rise.")
-    costs = sorted(trained, key=lambda m: trained[m].get("train_time_s") or 0)
-    out.append("Cost: " + "; ".join(
-        f"{LABELS[m]} {trained[m].get('train_time_s') or 0:,.0f} s and {trained[m]['peak_memory_mib']:,.0f} MiB peak"
-        for m in costs) + ". The parameter counts of the papers do not translate into time here: the last-layer "
-        "variants compute the frozen part once and train on its cached output, while prompt tuning and LoRA run the "
-        "whole model forward and backward every step. The savings Hu et al. report for LoRA (a third of the GPU memory "
-        "of full fine-tuning on GPT-3 175B) come mostly from the optimiser state of the frozen weights, which is small "
-        "at 135M parameters; here the activations kept for the backward pass through every block dominate.")
+    out.append({"title": "What the methods took up.", "text": text})
+    fit = fit_sentence(histories)
+    if fit:
+        out.append({"title": "How far each method fits.", "text": fit + " " + regularisation_words(histories)})
+    cost = cost_sentence(groups)
+    if cost:
+        out.append({"title": "What the cost comes from.", "text": cost})
     return out
 
 
@@ -397,10 +413,9 @@ def yardstick_sentence(noise: dict[str, float | None]) -> str:
     known = {m: v for m, v in noise.items() if v is not None}
     if not known:
         return ""
-    return ("One yardstick serves every \"within noise\" in this section: for each method, the largest gap in "
-            "validation loss between two of its runs with identical settings (its three seeds, its notebook run, and "
-            "for prompt tuning the search's run too, which differ in seed or only in the order of floating-point "
-            "sums): " + ", ".join(f"{method_label(m)} {v:.4f}" for m, v in known.items())
+    return ("One noise yardstick serves every \"within noise\" in this report: for each method, the largest gap in "
+            "validation loss between two of its runs with identical settings (other training seeds, or only another "
+            "order of floating-point sums): " + ", ".join(f"{method_label(m)} {v:.4f}" for m, v in known.items())
             + ". A difference inside its method's yardstick is not read as a difference.")
 
 
@@ -456,66 +471,201 @@ def prompt_sentences(prompt: list[dict], init: list[dict], paired: dict | None =
     return out
 
 
-def conclusion(results: dict[str, dict], seeds: dict | None = None) -> str:
-    """One paragraph: the ranking (from the seeds' paired comparisons when they exist, else one run per method)."""
-    if seeds and seeds.get("pairs"):
-        text = seeds["ranking"].split(" Every pair is in the pairwise table")[0]
-        chat = [r for r in seeds["pairs"] if r["a"] == "zero_shot_chat" and r["verdict"] == "ahead"
-                and r["b"] != "zero_shot"]
-        if chat:
-            text += (" Against the untrained model prompted through its chat template, "
-                     + " and ".join(method_label(r["b"]) for r in chat) + " fall behind.")
-        return text + (" These are the notebooks' settings, not yet tuned alike (section 6 states how far the tuning "
-                       "protocol has run).")
-    trained = {m: r["metrics"] for m, r in results.items() if m != "zero_shot"}
-    by_rouge = sorted(trained, key=lambda m: -trained[m]["rouge"]["rouge1"]["mean"])
-    ranking = ", then ".join(f"{LABELS[m]} ({trained[m]['rouge']['rouge1']['mean']:.3f}, "
-                             f"{trained[m]['trainable_params']:,} trained parameters)" for m in by_rouge)
-    text = f"By mean test ROUGE-1 in one training run each, the methods come {ranking}."
-    if "zero_shot" in results:
-        z = results["zero_shot"]["metrics"]
-        text += (f" Every trained method scores above the untrained model (ROUGE-1 {z['rouge']['rouge1']['mean']:.3f})"
-                 if all(t["rouge"]["rouge1"]["mean"] > z["rouge"]["rouge1"]["mean"] for t in trained.values())
-                 else " Not every trained method scores above the untrained model")
-        text += ("; which of these gaps the test documents separate is in the discussion (paired intervals), and "
-                 "one run per method does not show how much a second training run would move them.")
+def conclusion(comp: dict) -> str:
+    """The ranking in one line (methods whose neighbour step is tied share a place), read from the paired, seed-aware
+    verdicts after Holm's correction, and which rows are not tuned yet."""
+    pairs = comp.get("pairs") or []
+    if not pairs:
+        return "With one method, there is no comparison to conclude."
+    groups = comp["groups"]
+    means = {m: sum(r["test_rouge1"] for r in g) / len(g) for m, g in groups.items()}
+    order = sorted(means, key=means.get, reverse=True)
+    verdict_of = {(r["a"], r["b"]): r["holm_verdict"] for r in pairs}
+    places = [[order[0]]]
+    for a, b in zip(order, order[1:]):
+        if verdict_of.get((a, b)) == "tied":
+            places[-1].append(b)
+        else:
+            places.append([b])
+    words = [" and ".join(method_label(m) for m in place) + (" (tied)" if len(place) > 1 else "") for place in places]
+    text = ("In test ROUGE-1, after Holm's correction and with training seeds resampled, the methods come in this "
+            "order: " + "; then ".join(words) + ". Two methods a place apart can still tie with each other: every pair is in the pairwise figure.")
+    if comp.get("untuned"):
+        text += (" " + " and ".join(comp["untuned"]) + " († in the results table) ran at the notebooks' settings: "
+                 "their learning-rate grid had not finished when this report was made.")
+    if comp["source"] == "notebooks":
+        text += (" Each method ran once with one training seed: the intervals describe the spread over test "
+                 "documents, not over training runs.")
     return text
 
 
-def verdicts(results: dict[str, dict], pairs: list[dict] | None = None) -> dict[str, str]:
-    """The clauses of the theory answers that depend on which number is larger, decided from the numbers.
+def verdicts(comp: dict) -> dict[str, str]:
+    """The clauses of the theory answers that depend on which number is larger, decided from the comparison's runs
+    (the seed-aware paired interval where two methods are ordered)."""
+    from .comparison import history
 
-    ``pairs``: the seed-aware pairwise comparisons (``pairwise``), which decide orderings when they exist.
-    """
-    m = {k: r["metrics"] for k, r in results.items()}
-    out = {}
-    if "zero_shot" in m and "prompt_tuning" in m and results["prompt_tuning"]["history"] is not None:
-        start = float(results["prompt_tuning"]["history"].eval_loss.iloc[0])
-        change = start - m["zero_shot"]["eval_loss"]
-        out["discrete_prompt"] = (
-            f"the instruction as a discrete prompt changes it by {change:+.3f} nats, too little to call a help or a "
-            "harm from one run" if abs(change) < 0.02 else
-            f"the instruction as a discrete prompt lowers it by {-change:.3f} nats" if change < 0 else
-            f"the instruction as a discrete prompt raises it by {change:.3f} nats")
-    pair = next((r for r in pairs or [] if {r["a"], r["b"]} == {"lora", "prompt_tuning"}), None)
-    if pair is not None:  # three training seeds each: the seed-aware paired interval decides
-        sign = 1 if pair["a"] == "lora" else -1
-        gap, low, high = sign * pair["mean"], *sorted((sign * pair["low"], sign * pair["high"]))
-        word = verdict(low, high)
+    groups, pairs, out = comp["groups"], comp.get("pairs") or [], {}
+    if "zero_shot" in groups and "prompt_tuning" in groups:
+        h = history(groups["prompt_tuning"][0])
+        if h is not None and len(h):
+            change = float(h.eval_loss.iloc[0]) - groups["zero_shot"][0]["val_loss"]
+            out["discrete_prompt"] = (
+                f"the instruction as a discrete prompt changes it by {change:+.3f} nats, too little to call a help or "
+                "a harm from one run" if abs(change) < 0.02 else
+                f"the instruction as a discrete prompt lowers it by {-change:.3f} nats" if change < 0 else
+                f"the instruction as a discrete prompt raises it by {change:.3f} nats")
+
+    def between(a, b):
+        pair = next((r for r in pairs if {r["a"], r["b"]} == {a, b}), None)
+        if pair is None:
+            return None
+        sign = 1 if pair["a"] == a else -1
+        low, high = sorted((sign * pair["low"], sign * pair["high"]))
+        return sign * pair["mean"], low, high, verdict(low, high)
+
+    found = between("lora", "prompt_tuning")
+    if found:
+        gap, low, high, word = found
         out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
                                   "tied": "the two are tied"}[word]
-                                 + f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] test ROUGE-1 over "
-                                   "three training seeds each, paired over documents with seeds resampled)")
-    elif "prompt_tuning" in m and "lora" in m:
-        gap, low, high = paired_gap(results["lora"]["predictions"], results["prompt_tuning"]["predictions"],
-                                     names=("lora", "prompt_tuning"))
-        word = verdict(low, high)
-        out["prompt_vs_lora"] = ({"ahead": "it does", "behind": "it does not: prompt tuning is ahead",
-                                  "tied": "the two are tied"}[word]
-                                 + f" in this one training run each (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, "
-                                   f"{high:+.3f}] ROUGE-1, paired over the same test documents)")
-    if "lora" in m and "last_blocks" in m:
+                                 + f" (LoRA - prompt tuning = {gap:+.3f} [{low:+.3f}, {high:+.3f}] test ROUGE-1, "
+                                   "paired over documents with training seeds resampled)")
+    found = between("prompt_tuning", "zero_shot_chat")
+    if found:
+        gap, low, high, word = found
+        out["soft_vs_chat"] = ({"ahead": "the trained soft prompt is ahead of it", "behind": "it stays ahead of the "
+                                "trained soft prompt", "tied": "the trained soft prompt ties with it"}[word]
+                               + f" (soft - chat {gap:+.3f} [{low:+.3f}, {high:+.3f}])")
+    found = between("zero_shot_chat", "zero_shot")
+    if found:
+        gap, low, high, word = found
+        out["chat_vs_plain"] = f"{gap:+.3f} [{low:+.3f}, {high:+.3f}]"
+    if "prompt_tuning" in groups and "lora" in groups and groups["lora"][0].get("lr"):
+        pt, lora = groups["prompt_tuning"][0]["lr"], groups["lora"][0]["lr"]
+        tuned = comp.get("tuned") or {}
+        out["rates"] = (f"prompt tuning's {'chosen' if tuned.get('prompt_tuning') else 'hand-set'} learning rate, "
+                        f"{pt:g}, is {pt / lora:,.0f} times LoRA's {'chosen' if tuned.get('lora') else 'hand-set'} "
+                        f"{lora:g}")
+    spreads = {m: mean_sd([r["test_rouge1"] for r in g])[1] for m, g in groups.items() if len(g) > 1}
+    if spreads.get("prompt_tuning") is not None and len(spreads) > 1:
+        others = max(v for m, v in spreads.items() if m != "prompt_tuning")
+        out["pt_spread"] = (f"its test ROUGE-1 varies across training seeds by a standard deviation of "
+                            f"{spreads['prompt_tuning']:.3f}, against at most {others:.3f} for the other methods"
+                            if spreads["prompt_tuning"] > others else
+                            f"its test ROUGE-1 varies across training seeds by a standard deviation of "
+                            f"{spreads['prompt_tuning']:.3f}, within the other methods' range (up to {others:.3f})")
+    if "lora" in groups and "last_blocks" in groups:
+        loss = {m: sum(r["val_loss"] for r in groups[m]) / len(groups[m]) for m in ("lora", "last_blocks")}
         out["placement"] = ("the low-rank update spread over every block reached the lower validation loss"
-                            if m["lora"]["eval_loss"] < m["last_blocks"]["eval_loss"] else
+                            if loss["lora"] < loss["last_blocks"] else
                             "the full-rank update of the last blocks reached the lower validation loss")
     return out
+
+
+def cost_sentence(groups: dict[str, list[dict]]) -> str:
+    """What training cost each method (medians over its seeds), and what the cost comes from, with the figures that
+    show it; comparisons only between runs on one kind of machine."""
+
+    def med(rows, key):
+        values = sorted(r[key] for r in rows if r.get(key))
+        return values[len(values) // 2] if values else None
+
+    trained = {m: g for m, g in groups.items() if m not in ("zero_shot", "zero_shot_chat")}
+    if not trained:
+        return ""
+    parts = []
+    for m, g in sorted(trained.items(), key=lambda item: med(item[1], "train_time_s") or 0):
+        time, speed, peak = med(g, "train_time_s"), med(g, "tokens_per_s"), med(g, "peak_memory_mib")
+        parts.append(f"{method_label(m)} {time or 0:,.0f} s" + (f" at {speed:,.0f} tokens/s" if speed else "")
+                     + (f", {peak:,.0f} MiB" if peak else ""))
+    text = ("Training time and peak memory (medians over seeds): " + "; ".join(parts)
+            + ". Trained parameters do not predict either. The last-layer variants run the frozen part of the model "
+              "once and train on its cached output; every other method runs the whole model forward and backward at "
+              "every update.")
+
+    def same_machine(a, b, key):
+        for ra in trained.get(a, []):
+            for rb in trained.get(b, []):
+                if ra.get("machine") == rb.get("machine") and ra.get(key) and rb.get(key):
+                    return ra, rb
+        return None
+
+    speed = same_machine("prompt_tuning", "lora", "tokens_per_s")
+    if speed:
+        pt, lora = speed
+        text += (f" Prompt tuning still saves arithmetic: with every weight frozen, the backward pass skips the "
+                 "weight-gradient products, about a third of a training step's multiplications (the backward pass "
+                 "costs about twice the forward, half of it for weight gradients); on one machine "
+                 f"({pt['machine']}) it processed {pt['tokens_per_s']:,.0f} tokens/s against LoRA's "
+                 f"{lora['tokens_per_s']:,.0f} ({pt['tokens_per_s'] / lora['tokens_per_s']:.2f}×).")
+    memory = same_machine("lora", "full_ft", "peak_memory_mib")
+    if memory:
+        lora, full = memory
+        params = trained["full_ft"][0]["trainable_params"]
+        state = params * 12 / 2**20  # fp32 gradient and Adam's two moments per trained weight
+        text += (f" Memory: full fine-tuning keeps a gradient and two Adam moments for all {params:,} weights "
+                 f"({state:,.0f} MiB in fp32), LoRA for {lora['trainable_params']:,}; yet their peaks on one machine "
+                 f"({full['machine']}) are {full['peak_memory_mib']:,.0f} and {lora['peak_memory_mib']:,.0f} MiB, so "
+                 "most of either peak is what both hold: the model's weights and the activations kept for the "
+                 "backward pass. LoRA's saving in GPU memory on GPT-3 175B, a third of full fine-tuning's, "
+                 "comes from that optimiser state, which is large only for a large model (Hu et al.).")
+    return text
+
+
+def abstract(comp: dict, n_test: int) -> str:
+    """Three sentences: what was compared, how, and what came out on top (by the paired, seed-aware verdicts)."""
+    groups, pairs = comp["groups"], comp.get("pairs") or []
+    trained = [m for m in groups if m not in ("zero_shot", "zero_shot_chat")]
+    if not trained or not pairs:
+        return ""
+    means = {m: sum(r["test_rouge1"] for r in g) / len(g) for m, g in groups.items()}
+    order = sorted(trained, key=means.get, reverse=True)
+    top = order[0]
+    tied = [r["b"] if r["a"] == top else r["a"] for r in pairs if top in (r["a"], r["b"]) and r["holm_verdict"] == "tied"
+            and (r["b"] if r["a"] == top else r["a"]) in trained]
+    seeds = max(len(groups[m]) for m in trained)
+    how = (f"each with {seeds} training seeds" if seeds > 1 else "one training run each")
+    text = (f"We adapt SmolLM2-135M to summarise ACL abstracts ({n_test} test documents) by prompt tuning, last-layer "
+            f"fine-tuning and LoRA, with full fine-tuning as a reference, {how}"
+            + (", each learning rate chosen by the same search on validation loss" if any(comp["tuned"].values())
+               and not comp.get("untuned") else ", learning rates chosen by the same search on validation loss except "
+               "for " + " and ".join(comp.get("untuned") or []) if any(comp["tuned"].values()) else "") + ". ")
+    sd = mean_sd([r["test_rouge1"] for r in groups[top]])[1]
+    text += (f"{capital(method_label(top))} reaches the highest mean test ROUGE-1, {means[top]:.3f}"
+             + (f" ± {sd:.3f}" if sd is not None else "")
+             + (f", tied with {' and '.join(method_label(m) for m in tied)} after Holm's correction" if tied else
+                ", ahead of every other method after Holm's correction")
+             + f"; the untrained model scores {means['zero_shot']:.3f}. ")
+    text += ("Trained parameters predict neither quality nor cost: "
+             + ", ".join(f"{method_label(m)} trains {groups[m][0]['trainable_params']:,}" for m in order) + ".")
+    return text
+
+
+def prompt_tokens_words(tokens: dict, losses: dict[float, float], chosen: float | None) -> dict | None:
+    """What the learned soft prompts are near in the vocabulary (``tools.sweep.prompt_tokens``), rate by rate of the
+    tuning grid: how many of the 20 vectors are still nearest to the token they started from, against the validation
+    loss at that rate; and what the chosen rate's vectors are near."""
+    grid = {}
+    for run, rows in tokens.get("runs", {}).items():
+        if run.startswith("tune/prompt_tuning-lr"):
+            grid[float(run.rsplit("-lr", 1)[1])] = rows
+    if not grid:
+        return None
+    parts = []
+    for lr in sorted(grid):
+        rows = grid[lr]
+        kept = sum(r["kept"] for r in rows)
+        parts.append(f"lr {lr:g}: {kept}/{len(rows)}" + (f" (validation loss {losses[lr]:.3f})" if lr in losses else ""))
+    text = ("How many of the learned vectors still have the token they started from as their nearest vocabulary "
+            "token (cosine similarity), by learning rate: " + "; ".join(parts) + ".")
+    if chosen is not None and chosen in grid:
+        rows = grid[chosen]
+        cos = sorted(r["cosine"] for r in rows)
+        moved = sorted(r["moved"] for r in rows)
+        examples = ", ".join(f"\"{r['init'].strip()}\" → \"{r['nearest'].strip()}\"" for r in rows[:6]
+                             if r["init"] and r["nearest"].strip())
+        text += (f" At the chosen rate ({chosen:g}) the vectors lie at a cosine of only {cos[0]:.2f} to {cos[-1]:.2f} "
+                 f"from their nearest token and at a median {moved[len(moved) // 2]:.2f} from where they started; the "
+                 f"first positions read {examples}. The prompt that predicts best is the one that has left the "
+                 "vocabulary furthest.")
+    return {"text": text}

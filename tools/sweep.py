@@ -375,6 +375,11 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
     if (sweep == "lora_rank" and {"r8", "r64"} <= {r["run"] for r in summary["rows"]}
             and (made & {"r8", "r64"} or not geometry.exists())):  # recomputed only from new adapters: SVDs differ
         atomic_write_json(lora_geometry(profile, root), geometry)  # in their last digits from machine to machine
+    tokens = sweep_dir(profile.name, sweep, root) / "prompt_tokens.json"
+    made_prompts = any(name.startswith("prompt_tuning") for name in made)
+    if sweep == "seeds_tuned" and (made_prompts or not tokens.exists()) and any(
+            r["method"] == "prompt_tuning" for r in summary["rows"]):
+        atomic_write_json(prompt_tokens(profile, root), tokens)
     return summary
 
 
@@ -492,6 +497,38 @@ def lora_geometry(profile: Profile, root: str | Path = "results", small: str = "
                 rows.append(amplification(weight, scale * b @ a, a.shape[0], generator))
             entry[f"amplification_{name}"] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
         out["matrices"][kind] = entry
+    return out
+
+
+def prompt_tokens(profile: Profile, root: str | Path = "results") -> dict:
+    """How interpretable the learned soft prompts are (Lester et al. 2021, sec. 7): for each finished 20-token prompt
+    of the tuning grid (one per learning rate) and of the tuned seeds, every soft token's nearest vocabulary token by
+    cosine similarity, whether it is still the token the prompt started from, and the cosine between each learned
+    vector and its starting one."""
+    import torch.nn.functional as F
+
+    from peft_helpers.experiment import load_trained
+    from peft_helpers.methods import add_soft_prompt, nearest_tokens
+    from peft_helpers.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(profile)
+    out = {"note": ("nearest vocabulary token of each soft token by cosine similarity (Lester et al. 2021, sec. 7); "
+                    "'kept': still the token of the initialisation text at that position; 'moved': cosine between "
+                    "the learned vector and its starting one"), "runs": {}}
+    runs = [(sweep, p) for sweep, pattern in (("tune", "prompt_tuning-lr*"), ("seeds_tuned", "prompt_tuning-s*"))
+            for p in sorted(sweep_dir(profile.name, sweep, root).glob(pattern)) if (p / "complete.json").is_file()]
+    for sweep, run in runs:
+        settings = read_json(run / "config.json")["profile"]["prompt_tuning"]
+        model = add_soft_prompt(load_model(profile, tokenizer), tokenizer, settings["n_tokens"], settings["init_text"])
+        start = model.prompt.detach().clone()
+        ids = tokenizer(settings["init_text"], add_special_tokens=False)["input_ids"] if settings["init_text"] else []
+        init = [tokenizer.decode([t]) for t in (ids * (settings["n_tokens"] // max(len(ids), 1) + 1))[:settings["n_tokens"]]]
+        load_trained(model, run, "prompt_tuning")
+        near = nearest_tokens(model, tokenizer, k=1)
+        moved = F.cosine_similarity(model.prompt.detach().float(), start.float(), dim=-1).tolist()
+        out["runs"][f"{sweep}/{run.name}"] = [{"position": n["position"], "nearest": n["tokens"][0], "cosine": n["cosine"][0],
+                             "init": init[i] if init else None, "kept": bool(init) and n["tokens"][0] == init[i],
+                             "moved": round(moved[i], 3)} for i, n in enumerate(near)]
     return out
 
 
