@@ -24,6 +24,7 @@ from .words import (
     NO_YARDSTICK,
     TUNE_LABELS,
     chat_sentence,
+    change_sentence,
     conclusion,
     devices_sentence,
     discussion,
@@ -69,6 +70,9 @@ MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (134.5M parameters, 30 blo
                                "to 4 bits (Q4_1), dequantised to fp32 on loading",
                "gpt2": "GPT-2 small (124M parameters, 12 blocks, width 768)",
                "tiny-gpt2": "a 2-block GPT-2 of width 64 with random weights (the test profile)"}
+
+
+SETTING_NAMES = {"smollm2-aclsum": "SmolLM2-135M on ACLSum", "gpt2-cnndm": "GPT-2 small on CNN/DailyMail"}
 
 
 DATA_NAMES = {"aclsum": "ACLSum (abstracts of ACL papers; the summary is the paper's challenge, approach and outcome)",
@@ -407,6 +411,7 @@ def comparison_data(profile_name: str, results: dict[str, dict], figures: Path, 
     out.update({"source": comp["source"], "groups": groups, "tuned": tuned, "before": comp["before"],
                 "table": main_table(groups, tuned),
                 "change": change_table(comp["before"], groups, tuned), "yardstick": yardstick_sentence(noise),
+                "change_text": change_sentence(comp["before"], groups, tuned),
                 "noise": noise, "m": method_figures(comp, results),
                 "untuned": [method_label(m) for m in groups if m not in ("zero_shot", "zero_shot_chat")
                             and not tuned.get(m) and comp["source"] == "seeds"],
@@ -528,14 +533,6 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
         geometry = read_json(geometry_path)
         plot_subspace(geometry, figures / "lora_subspace.png")
         out["figures"]["subspace"] = "/" + str(figures / "lora_subspace.png")
-        rows = []
-        for kind, entry in sorted(geometry["matrices"].items()):
-            for name in (geometry["small"], geometry["large"]):
-                a = entry[f"amplification_{name}"]
-                rows.append({"matrix": kind, "r": name[1:], "‖ΔW‖": f"{a['delta_norm']:.3f}",
-                             "‖W‖": f"{a['weight_norm']:.1f}", "along ΔW": f"{a['along_delta']:.3f}",
-                             "along W's top": f"{a['along_weight']:.3f}", "along random": f"{a['along_random']:.3f}",
-                             "factor": f"{a['factor']:.2f}"})
         norms = {name: [e[f"amplification_{name}"]["delta_norm"] for e in geometry["matrices"].values()]
                  for name in (geometry["small"], geometry["large"])}
         shrinks = all(big < small for small, big in zip(norms[geometry["small"]], norms[geometry["large"]]))
@@ -544,7 +541,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
             f"r = {geometry['large'][1:]}: " + ", ".join(
                 f"{kind} {a:.2f} → {b:.2f}" for kind, a, b in zip(sorted(geometry["matrices"]),
                                                                     norms[geometry["small"]], norms[geometry["large"]])))
-        out["geometry"] = {**as_table(pd.DataFrame(rows)), "small": geometry["small"][1:],
+        out["geometry"] = {"small": geometry["small"][1:],
                            "large": geometry["large"][1:], "text": geometry_sentences(geometry)}
     return out
 
@@ -561,7 +558,7 @@ def report_data(profile_name: str, results: dict[str, dict], figures: Path, sett
         "author": settings.get("author", ""), "course": settings.get("course", ""),
         # the date of the newest result, so that the same results make the same PDF (today's, for a result without one)
         "date": settings.get("date") or latest_finished(profile_name, root) or datetime.date.today().isoformat(),
-        "profile": profile_name, "n_test": str(len(next(iter(results.values()))["predictions"])),
+        "profile": profile_name, "setting": SETTING_NAMES.get(profile_name, profile_name), "n_test": str(len(next(iter(results.values()))["predictions"])),
         "run": run_words(profile_name, root),
         "base_params": f"{base_params(results):,}",
         "setup": setup_rows(config, comp), "comparison": comp, "m": comp["m"],

@@ -23,6 +23,12 @@ def capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def and_list(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
 def method_label(key: str) -> str:
     return {"full_ft": FULL_FT_LABEL, "zero_shot_chat": CHAT_LABEL}.get(key) or LABELS[key]
 
@@ -166,7 +172,8 @@ def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[d
     out.append({"title": "What the methods took up.", "text": text})
     fit = fit_sentence(histories)
     if fit:
-        out.append({"title": "How far each method fits.", "text": fit + " " + regularisation_words(histories)})
+        out.append({"title": "How far each method fits.", "text": fit + " Figure 3 shows it epoch by epoch; theory "
+                    "answer 4 reads it against LoRA's low-rank constraint."})
     cost = cost_sentence(groups)
     if cost:
         out.append({"title": "What the cost comes from.", "text": cost})
@@ -400,7 +407,7 @@ def devices_sentence(all_rows: list[dict]) -> str:
                         + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
     mixed = sorted({r["run"].split("-s")[0] for r in all_rows if "-s" in r["run"]
                     and device_name(r) != parts[0][0]}) if len(parts) > 1 else []
-    tail = (f" A sweep continues on whichever machine runs it next, so for {' and '.join(method_label(m) for m in mixed)} the "
+    tail = (f" A sweep continues on whichever machine runs it next, so for {and_list(method_label(m) for m in mixed)} the "
             f"spread across seeds also includes the machine." if mixed else "")
     return f"The runs of this section ran on {text}.{tail}"
 
@@ -491,8 +498,8 @@ def conclusion(comp: dict) -> str:
     text = ("In test ROUGE-1, after Holm's correction and with training seeds resampled, the methods come in this "
             "order: " + "; then ".join(words) + ". Two methods a place apart can still tie with each other: every pair is in the pairwise figure.")
     if comp.get("untuned"):
-        text += (" " + " and ".join(comp["untuned"]) + " († in the results table) ran at the notebooks' settings: "
-                 "their learning-rate grid had not finished when this report was made.")
+        text += (" " + capital(and_list(comp["untuned"])) + " († in the results table) ran at hand-set rates: "
+                 "their learning-rate grids had not finished when this report was made.")
     if comp["source"] == "notebooks":
         text += (" Each method ran once with one training seed: the intervals describe the spread over test "
                  "documents, not over training runs.")
@@ -629,7 +636,7 @@ def abstract(comp: dict, n_test: int) -> str:
             f"fine-tuning and LoRA, with full fine-tuning as a reference, {how}"
             + (", each learning rate chosen by the same search on validation loss" if any(comp["tuned"].values())
                and not comp.get("untuned") else ", learning rates chosen by the same search on validation loss except "
-               "for " + " and ".join(comp.get("untuned") or []) if any(comp["tuned"].values()) else "") + ". ")
+               "for " + and_list(comp.get("untuned") or []) if any(comp["tuned"].values()) else "") + ". ")
     sd = mean_sd([r["test_rouge1"] for r in groups[top]])[1]
     text += (f"{capital(method_label(top))} reaches the highest mean test ROUGE-1, {means[top]:.3f}"
              + (f" ± {sd:.3f}" if sd is not None else "")
@@ -669,3 +676,25 @@ def prompt_tokens_words(tokens: dict, losses: dict[float, float], chosen: float 
                  f"first positions read {examples}. The prompt that predicts best is the one that has left the "
                  "vocabulary furthest.")
     return {"text": text}
+
+
+def change_sentence(before: dict[str, list[dict]], groups: dict[str, list[dict]], tuned: dict[str, bool]) -> str:
+    """What tuning did to each tuned method's validation loss and test ROUGE-1 (means over seeds), and where the two
+    moved apart: the search decides on loss alone."""
+    moves = []
+    for m, g in groups.items():
+        if not tuned.get(m) or not before.get(m):
+            continue
+        mean = {k: (sum(r[k] for r in before[m]) / len(before[m]), sum(r[k] for r in g) / len(g))
+                for k in ("val_loss", "test_rouge1")}
+        moves.append((m, mean["val_loss"][1] - mean["val_loss"][0], mean["test_rouge1"][1] - mean["test_rouge1"][0]))
+    if not moves:
+        return ""
+    text = ("Tuning changed validation loss and test ROUGE-1 (means over seeds) by " + "; ".join(
+        f"{method_label(m)} {dl:+.3f} and {dr:+.3f}" for m, dl, dr in moves) + ".")
+    apart = [m for m, dl, dr in moves if dl < 0 and dr < 0]
+    if apart:
+        text += (" For " + and_list(method_label(m) for m in apart) + " the lower loss came with a lower ROUGE-1: the "
+                 "search decides on loss alone, and the two measures part here as they do between methods (section "
+                 "4).")
+    return text

@@ -155,25 +155,27 @@ def test_committed_rouge_means_and_intervals_recompute_from_their_predictions():
     assert checked == 5  # zero-shot and the four trained methods
 
 
-def test_whether_lora_regularised_is_read_against_full_fine_tuning(tmp_path):
-    """The theory answer's sentence on LoRA as a regulariser follows the numbers: a smaller train/validation gap and a
-    smaller rise after the best epoch than full fine-tuning's say it did, the reverse says it did not."""
+def test_whether_lora_regularised_is_read_against_full_fine_tuning():
+    """The theory answer's sentence on LoRA as a regulariser follows the numbers of the compared runs' histories: a
+    smaller train/validation gap and a smaller rise after the best epoch than full fine-tuning's say it did, the
+    reverse says it did not; without full fine-tuning it cannot say."""
     import pandas as pd
 
-    from report.tables import regularisation_words
+    from report.words import fit_sentence, regularisation_words
 
     def history(train, val):
         return pd.DataFrame({"epoch": range(len(val)), "train_loss": [float("nan"), *train], "eval_loss": val})
 
-    lora = {"lora": {"history": history([2.4, 2.2], [3.2, 2.70, 2.71])}}
-    folder = tmp_path / "p" / "sweeps" / "seeds" / "full_ft-s0"
-    folder.mkdir(parents=True)
-    history([2.0, 1.4], [3.2, 2.67, 2.77]).to_csv(folder / "history.csv", index=False)
-    words = regularisation_words(lora, "p", tmp_path)
+    lora = history([2.4, 2.2], [3.2, 2.70, 2.71])
+    words = regularisation_words({"lora": lora, "full_ft": history([2.0, 1.4], [3.2, 2.67, 2.77])})
     assert words.startswith("Against full fine-tuning it did:") and "a gap of 0.50" in words and "a gap of 1.27" in words
-    history([2.6, 2.5], [3.2, 2.9, 2.8]).to_csv(folder / "history.csv", index=False)  # full rank fits less here
-    assert regularisation_words(lora, "p", tmp_path).startswith("Against full fine-tuning it did not visibly do so")
-    assert "cannot say" in regularisation_words(lora, "other", tmp_path)
+    full_fits_less = history([2.6, 2.5], [3.2, 2.9, 2.8])
+    assert regularisation_words({"lora": lora, "full_ft": full_fits_less}).startswith(
+        "Against full fine-tuning it did not visibly do so")
+    assert "cannot say" in regularisation_words({"lora": lora})
+    # the fit sentence orders the gaps from the largest and names every rise after the best epoch
+    fit = fit_sentence({"lora": lora, "full_ft": history([2.0, 1.4], [3.2, 2.67, 2.77])})
+    assert fit.index("full fine-tuning 1.27") < fit.index("LoRA 0.50") and "full fine-tuning (+0.100 by epoch 2)" in fit
 
 
 def test_the_noise_yardstick_counts_every_run_of_identical_settings():
@@ -194,14 +196,16 @@ def test_the_noise_yardstick_counts_every_run_of_identical_settings():
 
 
 def test_the_cost_table_says_when_its_times_come_from_different_machines():
+    from report.comparison import machine_label
     from report.tables import machines_note
 
-    def unit(flags, gpu=None):
-        env = {"processor": "AMD EPYC", "cpu_count": 2, "cpu_flags": flags, **({"gpu": gpu} if gpu else {})}
-        return {"config": {"environment": env}}
+    def runs(*envs):
+        return [{"machine": machine_label({"processor": "AMD EPYC", "cpu_count": 2, "cpu_flags": flags,
+                                           **({"gpu": gpu} if gpu else {})})} for flags, gpu in envs]
 
     zen3, zen4 = {"avx2": True}, {"avx2": True, "avx512f": True, "avx512_bf16": True}
-    assert machines_note({"lora": unit(zen3), "prompt_tuning": unit(zen3)}) == ""
-    note = machines_note({"lora": unit(zen3), "last_layer": unit(zen4), "prompt_tuning": unit(zen3, gpu="NVIDIA H200")})
-    assert note.startswith("The times come from 3 kinds of machine: LoRA on AMD EPYC (2 cores, AVX2); last layer (LM "
-                           "head) on AMD EPYC (2 cores, AVX-512 with bf16); prompt tuning on NVIDIA H200.")
+    assert machines_note({"lora": runs((zen3, None)), "prompt_tuning": runs((zen3, None), (zen3, None))}) == ""
+    note = machines_note({"lora": runs((zen3, None)), "last_layer": runs((zen4, None)),
+                          "prompt_tuning": runs((zen3, "NVIDIA H200"), (zen3, None))})
+    assert note.startswith("The times come from 3 kinds of machine: LoRA, prompt tuning on AMD EPYC (2 cores, AVX2); "
+                           "last layer (LM head) on AMD EPYC (2 cores, AVX-512 with bf16); prompt tuning on NVIDIA H200.")

@@ -147,10 +147,10 @@ def test_lora_geometry_of_the_smoke_sweep(swept):
 def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path):
     root, _ = swept
     data = sweep_data("smoke", tmp_path, root=root)
-    assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None and not data["methods_scored"]
+    assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
     assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
-    assert data["geometry"]["rows"][0][0] == "c_attn" and len(data["geometry"]["text"]) == 2
+    assert "c_attn" in data["geometry"]["text"][0] and len(data["geometry"]["text"]) == 2
 
 
 def test_the_methods_sweep_skips_a_method_whose_run_is_missing(tmp_path, capsys):
