@@ -172,7 +172,7 @@ def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[d
     out.append({"title": "What the methods took up.", "text": text})
     fit = fit_sentence(histories)
     if fit:
-        out.append({"title": "How far each method fits.", "text": fit + " Figure 3 shows it epoch by epoch; theory "
+        out.append({"title": "How far each method fits.", "text": fit + " The curves are drawn below; theory "
                     "answer 4 reads it against LoRA's low-rank constraint."})
     cost = cost_sentence(groups)
     if cost:

@@ -102,3 +102,27 @@ def fake_unit(folder, method, val_loss, digest="h", seed=0, lr=1e-3):
         (tmp / "predictions.jsonl").write_text("")
 
     return write_unit(folder, digest, write, method)
+
+
+@pytest.fixture(scope="session")
+def committed_report_data():
+    """The report's data made from the committed results/, as ``make report`` makes it (figures to a scratch folder
+    inside the project, removed afterwards): what the PDF, notebook 04's theory answers and the README print."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from peft_helpers.config import COMMITTED_PROFILE, METHODS
+    from report.build import typeset_minus
+    from report.inputs import collect
+    from report.tables import report_data
+
+    root = Path(__file__).resolve().parents[1]
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        os.chdir(root)
+        try:
+            results = collect(COMMITTED_PROFILE, METHODS, strict=True)
+            return typeset_minus(report_data(COMMITTED_PROFILE, results, Path(tmp).relative_to(root), {}))
+        finally:
+            os.chdir(here)

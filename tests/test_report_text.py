@@ -54,3 +54,14 @@ def test_no_work_in_progress_wording_and_no_internal_names():
         assert phrase not in text, phrase
     # "not tuned yet" is the one honest exception, and only while a method's grid is open (its row marked †)
     assert ("not tuned yet" in text) == ("†" in text)
+
+
+def test_the_readme_leads_with_the_reports_table_and_conclusion(committed_report_data):
+    """README.md's results block is what make report writes from results/ now: the same table and ranking as the
+    report, never a hand-kept copy."""
+    from report.build import README, README_END, README_START, readme_block
+
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(README_START):text.index(README_END) + len(README_END)]
+    assert block == readme_block(committed_report_data)
+    assert committed_report_data["comparison"]["table"]["rows"][0][0] in block  # the table is in it, not only markers

@@ -53,25 +53,11 @@ def test_a_missing_figure_or_an_unknown_math_command_stops_the_build_by_name():
         theory.render(DATA, "typst", source="Scaled by $\\sqrt{r}$.\n")
 
 
-def test_the_committed_theory_answers_are_the_source_with_the_committed_results():
+def test_the_committed_theory_answers_are_the_source_with_the_committed_results(committed_report_data):
     """report/theory_answers.md (what notebook 04 shows) is what theory.md makes from results/ now; make report
     rewrites it."""
-    from peft_helpers.config import COMMITTED_PROFILE, METHODS
-    from report.build import typeset_minus
-    from report.inputs import collect
-    from report.tables import report_data
-
+    data = committed_report_data
     root = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        import os
-
-        here = os.getcwd()
-        os.chdir(root)
-        try:
-            results = collect(COMMITTED_PROFILE, METHODS, strict=True)
-            data = typeset_minus(report_data(COMMITTED_PROFILE, results, Path(tmp).relative_to(root), {}))
-        finally:
-            os.chdir(here)
     committed = (root / "report" / "theory_answers.md").read_text(encoding="utf-8")
     assert committed == theory.markdown_text(data)
     assert len(re.findall(r"^### ", committed, re.M)) == 4 and "{" not in committed.replace("\\text{", "").replace(
