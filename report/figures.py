@@ -44,8 +44,9 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
             label = method_label(r["method"])
             spread = ([[r[key] - r[f"{key}_min"]], [r[f"{key}_max"] - r[key]]] if f"{key}_min" in r else None)
             ax.errorbar(r["trainable_params"], r[key], yerr=spread, fmt="D", color=color, ms=7, capsize=3,
-                        markeredgecolor="black", label=label + (f", notebooks' settings ({r['n_seeds']} seeds)"
-                                                                 if "n_seeds" in r else " (the notebooks' run)"))
+                        markeredgecolor="black", label=label + (f", {'tuned' if r.get('tuned') else 'hand-set rate'} "
+                                                                 f"({r['n_seeds']} seed{'s' * (r['n_seeds'] > 1)})"
+                                                                 if "n_seeds" in r else " (one run)"))
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.set(xlabel="trainable parameters (log scale)",

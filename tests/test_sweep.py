@@ -9,6 +9,7 @@ import torch
 
 import tools.sweep as sweep_module
 from peft_helpers import get_profile
+from peft_helpers.config import ConfigError
 from report.tables import sweep_data
 from report.words import geometry_sentences
 from conftest import fake_unit
@@ -410,3 +411,22 @@ def test_loss_and_rouge_disagreements_are_named_only_beyond_their_noise():
     # nor is a ROUGE lead that Holm's adjustment turns into a tie
     assert loss_rouge_sentence(groups, [pair("zero_shot_chat", "zero_shot", "tied")], noise).startswith(
         "Validation loss and test ROUGE-1 order every pair")
+
+
+def test_no_run_starts_that_could_not_finish_before_until(tmp_path, capsys):
+    """On a machine that is not kept, ``--until`` starts no run that would be cut short: with nothing finished to
+    measure, a run is expected to take an hour, so a minute left starts none, and the summary is still written."""
+    import datetime
+    import time
+
+    from tools.sweep import until_time
+
+    summary = run_sweep(get_profile("smoke"), "lora_rank", root=tmp_path, checkpoints=tmp_path / "ck",
+                        until=time.time() + 60)
+    assert "r8: not started: it may take 60 min and would run past --until" in capsys.readouterr().out
+    assert summary["rows"] == [] and summary["n_runs"] == 6
+    eight = datetime.datetime(2026, 12, 4, 8, 0).timestamp()
+    assert until_time("07:20", now=eight) - eight == pytest.approx(23 * 3600 + 20 * 60)  # tomorrow, 7:20
+    assert until_time("09:30", now=eight) - eight == pytest.approx(90 * 60)
+    with pytest.raises(ConfigError, match="HH:MM"):
+        until_time("7h", now=eight)

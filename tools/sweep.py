@@ -332,10 +332,43 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
     return f"trained and scored ({why})" if sweep != "methods" else f"scored ({why})"
 
 
+def expected_seconds(profile: Profile, sweep: str, method: str, root: str | Path = "results") -> float:
+    """How long a run of ``method`` in ``sweep`` may take, from the finished runs' own records: the longest of them
+    (training, validation, test loss and generation), times 1.25 for a slower machine; an hour where none has
+    finished yet."""
+    times = []
+    for run in finished_runs(profile.name, sweep, root):
+        metrics = read_json(run / "metrics.json")
+        if metrics.get("method") != method:
+            continue
+        test = metrics.get("test") or {}
+        times.append(sum(v or 0.0 for v in (metrics.get("train_time_s"), metrics.get("validation_s"),
+                                              metrics.get("generation_s"), test.get("test_loss_s"),
+                                              test.get("generation_s"))))
+    return 1.25 * max(times) if times else 3600.0
+
+
+def until_time(text: str, now: float | None = None) -> float:
+    """``--until HH:MM`` as epoch seconds: that time today, or tomorrow where it has passed."""
+    import datetime
+
+    try:
+        hour, minute = (int(part) for part in text.split(":"))
+        now_dt = datetime.datetime.fromtimestamp(time.time() if now is None else now)
+        target = now_dt.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError as err:
+        raise ConfigError(f"--until takes a time of day as HH:MM (e.g. 07:20), not {text!r}.") from err
+    if target.timestamp() <= now_dt.timestamp():
+        target += datetime.timedelta(days=1)
+    return target.timestamp()
+
+
 def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkpoints: str | Path = "checkpoints",
-              only: list[str] | None = None, retrain: bool = False) -> dict:
+              only: list[str] | None = None, retrain: bool = False, until: float | None = None) -> dict:
     """Every run of ``sweep`` not finished yet, then its summary.json; returns the summary. ``retrain`` (only with
-    ``only``) trains the named runs again, replacing what is there."""
+    ``only``) trains the named runs again, replacing what is there. ``until`` (epoch seconds): no run starts that
+    could not finish by then (``expected_seconds``), so that a machine that is not kept never holds a run cut short;
+    the sweep stops there and continues on the next call."""
     if retrain and not only:
         raise ConfigError("--retrain replaces finished runs: name them with --runs (it never applies to a whole sweep).")
     setup = prepare(profile)
@@ -355,6 +388,15 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
             break
         i, name, (method, variant) = pending[0]
         visited.add(name)
+        if until is not None and not scored(sweep_dir(profile.name, sweep, root) / name, method,
+                                            config_hash(variant, method)):
+            need = expected_seconds(profile, sweep, method, root)
+            if tuning_twin(variant, sweep, name, method, root) is not None:
+                need *= 0.3  # seed 0 scores the tuning run's weights: evaluation only
+            if time.time() + need > until:
+                print(f"[{sweep} {i}/{len(plan)}] {name}: not started: it may take {need / 60:.0f} min and would run "
+                      f"past --until; the next call continues here", flush=True)
+                break
         started = time.perf_counter()
         print(f"[{sweep} {i}/{len(plan)}] {name}: {method}, {describe(variant, method)}", flush=True)
         same_data = data_hash(variant) == data_hash(setup.profile)
@@ -544,6 +586,9 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true",
                         help="train the runs named with --runs again, replacing their finished results")
     parser.add_argument("--list", action="store_true", help="print the sweeps' run names, one per line, and stop")
+    parser.add_argument("--until", default=None, metavar="HH:MM",
+                        help="start no run that could not finish by this time of day (its expected length from the "
+                             "finished runs of its method); for machines that are not kept")
     parser.add_argument("--summarize", action="store_true",
                         help="only rebuild each sweep's summary.json from the runs on disk (no training)")
     args = parser.parse_args(argv)
@@ -553,8 +598,10 @@ def main(argv=None) -> int:
             for sweep in args.sweep:
                 print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
             return 0
+        until = until_time(args.until) if args.until else None
         for sweep in args.sweep:
-            summary = summarize(profile, sweep) if args.summarize else run_sweep(profile, sweep, only=args.runs, retrain=args.retrain)
+            summary = summarize(profile, sweep) if args.summarize else run_sweep(
+                profile, sweep, only=args.runs, retrain=args.retrain, until=until)
             print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
                   f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
     except (ConfigError, ResultsError) as err:  # a setting or a results folder the user can fix: say what, no trace
