@@ -1,11 +1,12 @@
-"""The sweeps' figures: the parameter budget (LoRA ranks, prompt lengths, every method) and the subspace maps."""
+"""The report's figures: the tuning curves, the pairwise gaps, fit and cost of the compared runs, and the parameter
+budget of the size sweeps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from peft_helpers.plots import COLORS
 
@@ -54,25 +55,6 @@ def plot_budget(rank: list[dict], methods: list[dict], prompt: list[dict], path:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.15, 1, 1))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    return fig
-
-
-def plot_subspace(geometry: dict, path: Path):
-    """Hu et al.'s phi(i, j) between the r=8 and r=64 updates, one heat map per adapted matrix (mean over layers)."""
-    kinds = sorted(geometry["matrices"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 2.6), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
-        entry = geometry["matrices"][kind]
-        phi = entry["phi_mean"]
-        # the colour scale ends at the largest value, not at 1: most of phi lies between 0.1 and 0.6
-        image = ax.imshow(phi, aspect="auto", vmin=0, vmax=max(max(row) for row in phi), cmap="viridis", origin="lower",
-                          extent=(0.5, len(phi[0]) + 0.5, 0.5, len(phi) + 0.5))
-        ax.set(title=f"{kind}: phi(i, j), mean over {entry['layers']} layers", xlabel=f"j (top directions of {geometry['large']})",
-               ylabel=f"i ({geometry['small']})")
-        fig.colorbar(image, ax=ax, fraction=0.05)
-    fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return fig
@@ -172,7 +154,10 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
                                 fontsize=6, color="dimgray")
             if log:
                 ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide
+                if cost == "train_time_s":  # seconds span about one decade: ticks at 1, 3 of each, in plain numbers
+                    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
             if i == 1:

@@ -16,7 +16,7 @@ from peft_helpers.plots import base_params, percent_of_model
 from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_dir
 
 from .comparison import comparison, document_scores, history, test_predictions
-from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_subspace, plot_tuning
+from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_tuning
 from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, source_documents, sweep_rows
 from .stats import gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share, unsupported_words
 from .words import (
@@ -468,7 +468,7 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
                     "val_loss": r["metrics"]["eval_loss"], "val_rouge1": None} for m, r in (results or {}).items()]
     plot_budget(rank, methods, prompt, figures / "sweep_budget.png")
     tune_rows = sweep_rows(profile_name, "tune", root)
-    out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "subspace": None, "tuning": None},
+    out = {"figures": {"budget": "/" + str(figures / "sweep_budget.png"), "tuning": None},
            "rank": None, "prompt": None, "init": None, "full": None, "geometry": None,
            "prompt_text": [], "tune": tune, "geometry_norms": None,
            "devices": devices_sentence(rank + prompt + init + full + tune_rows
@@ -531,8 +531,6 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
     geometry_path = sweep_dir(profile_name, "lora_rank", root) / "geometry.json"
     if geometry_path.exists():
         geometry = read_json(geometry_path)
-        plot_subspace(geometry, figures / "lora_subspace.png")
-        out["figures"]["subspace"] = "/" + str(figures / "lora_subspace.png")
         norms = {name: [e[f"amplification_{name}"]["delta_norm"] for e in geometry["matrices"].values()]
                  for name in (geometry["small"], geometry["large"])}
         shrinks = all(big < small for small, big in zip(norms[geometry["small"]], norms[geometry["large"]]))

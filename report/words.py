@@ -235,22 +235,17 @@ def geometry_sentences(geometry: dict) -> list[str]:
 
     below = "far below" if all(a["along_delta"] < 0.25 * a["along_weight"] for a in amp) else "below"
     share = max(a["delta_norm"] / a["weight_norm"] for a in amp)
-    second = (f"For these query/value adapters, along the top-{small} directions of ΔW, W's component (‖UᵀWV‖: {both('along_delta')}) is "
-              f"{versus} random directions give ({both('along_random')}) and {below} W's own top {small} "
-              f"directions ({both('along_weight', 1)}); ‖ΔW‖ is {both('delta_norm')} against ‖W‖ = "
-              f"{both('weight_norm', 0)}, an amplification factor ‖ΔW‖ / ‖UᵀWV‖ of {both('factor')}.")
-    # Hu et al. (sec. 7.3) report two separate things for GPT-3: W's component along Delta W's top directions is larger
-    # than along random ones, and Delta W is large against that component (||Delta W|| / ||U^T W V|| ~ 21.5, r = 4)
+    second = (f"Along the top-{small} directions of ΔW, W's component (‖UᵀWV‖ {both('along_delta')} for {kinds}) is "
+              f"{versus} random directions give ({both('along_random')}), {below} W's own top {small} directions "
+              f"({both('along_weight', 1)}), and ΔW is at most {share:.1%} of ‖W‖ in norm.")
     if min(ratio) >= 2:
-        second += (" As in Hu et al.'s GPT-3, ΔW's directions carry more of W than random directions do (there, too, "
-                   "far less than W's own top directions); their second number, the amplification factor, was about "
-                   "21.5 for r = 4.")
+        second += (" As in Hu et al.'s GPT-3, ΔW's directions carry more of W than random directions do (their "
+                   "amplification factor ‖ΔW‖ / ‖UᵀWV‖ was about 21.5 for r = 4; ours is "
+                   f"{both('factor')}).")
     else:
-        second += (f" Hu et al. found, on GPT-3, that ΔW's directions carry more of W than random directions do; here "
-                   f"they do not, and ΔW is at most {share:.1%} of ‖W‖ in norm. This rests on one training seed, 52 "
-                   "updates and a base whose weights were quantised to 4 bits, without a comparison against the "
-                   "adapter at its initialisation, so it says only that this update did not single out directions W "
-                   "already holds, not what it adds instead.")
+        second += (" Unlike Hu et al.'s GPT-3, this update did not single out directions W already holds (one seed, "
+                   "52 updates, a base quantised to 4 bits, and no comparison with the adapter at its initialisation, "
+                   "so it says nothing of what the update adds instead).")
     return [first, second]
 
 
@@ -494,7 +489,7 @@ def conclusion(comp: dict) -> str:
             places[-1].append(b)
         else:
             places.append([b])
-    words = [" and ".join(method_label(m) for m in place) + (" (tied)" if len(place) > 1 else "") for place in places]
+    words = [and_list(method_label(m) for m in place) + (" (tied)" if len(place) > 1 else "") for place in places]
     text = ("In test ROUGE-1, after Holm's correction and with training seeds resampled, the methods come in this "
             "order: " + "; then ".join(words) + ". Two methods a place apart can still tie with each other: every pair is in the pairwise figure.")
     if comp.get("untuned"):

@@ -150,7 +150,7 @@ def test_the_report_shows_the_sweeps_when_they_exist(swept, tmp_path):
     data = sweep_data("smoke", tmp_path, root=root)
     assert data["rank"]["done"] == " (2 of 6 planned ranks)" and data["prompt"] is None
     assert [row[0] for row in data["rank"]["rows"]] == ["8", "64"]
-    assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000 and data["figures"]["subspace"]
+    assert (tmp_path / "sweep_budget.png").stat().st_size > 10_000
     assert "c_attn" in data["geometry"]["text"][0] and len(data["geometry"]["text"]) == 2
 
 
