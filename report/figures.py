@@ -127,7 +127,7 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
     peak memory, each method at its mean over seeds with a bar from its lowest to its highest seed; the untrained
     baselines as horizontal lines. A time or memory measured on another kind of machine than most runs' is labelled
     with that machine."""
-    fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.4), sharey="row")
+    fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.0), sharey="row")
     machines = [r.get("machine", "") for m, rows in groups.items() for r in rows]
     common = max(set(machines), key=machines.count)
     costs = (("trainable_params", "trained parameters (log)", True), ("train_time_s", "training time, s (log)", True),
@@ -176,7 +176,7 @@ def plot_fit(histories: dict[str, "object"], path: Path):
     """Training and validation loss per epoch, one panel per method on one y-range, so that the gap between them (how
     far each method fits its training documents beyond what carries over) reads alike across panels."""
     methods = list(histories)
-    fig, axes = plt.subplots(1, len(methods), figsize=(8.6, 2.5), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(8.6, 2.2), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], methods):
         h = histories[method]
         train = h.dropna(subset=["train_loss"])

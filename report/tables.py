@@ -162,7 +162,7 @@ def run_words(profile_name: str, root="results") -> str | None:
     return f"make run of {run['id']}, commit {str(run.get('commit', 'unknown'))[:10]}{dirty}"
 
 
-def example_document(seed0: dict[str, dict], scores: dict, results: dict[str, dict], words: int = 55) -> dict | None:
+def example_document(seed0: dict[str, dict], scores: dict, results: dict[str, dict], words: int = 45) -> dict | None:
     """One test document by a stated rule (the median ROUGE-1 of the method with the highest mean), every method's
     summary of it (seed 0), the words of each summary its document does not contain, and over every test document the
     share of such words per method: the report's look at faithfulness."""

@@ -127,6 +127,35 @@ def regularisation_words(histories: dict) -> str:
     return f"Against full fine-tuning it did not visibly do so: {lora_words}, a gap of {lora['gap']:.2f}; {full_words}."
 
 
+# where each trained method changes the model's computation
+EVERY_BLOCK = ("prompt_tuning", "lora", "full_ft")  # the prompt reaches every block through attention
+TOP_ONLY = ("last_layer", "last_blocks")
+
+
+def placement_sentence(groups: dict[str, list[dict]]) -> str:
+    """Whether where a method acts orders the methods better than how many parameters it trains: stated only when
+    every method that changes every block's computation is ahead of every method confined to the top, by mean test
+    ROUGE-1; marked as a hypothesis."""
+    r1 = {m: sum(r["test_rouge1"] for r in g) / len(g) for m, g in groups.items()}
+    every = [m for m in EVERY_BLOCK if m in groups]
+    top = [m for m in TOP_ONLY if m in groups]
+    if not every or not top or min(r1[m] for m in every) <= max(r1[m] for m in top):
+        return ""
+    params = {m: groups[m][0]["trainable_params"] for m in every + top}
+    bigger_top = [m for m in top if any(params[m] > params[e] for e in every)]
+    text = ("Where a method acts orders the methods better than how much it trains. The methods that change the "
+            "computation of every block (" + and_list(f"{method_label(m)} {r1[m]:.3f}" for m in every)
+            + ", mean test ROUGE-1; a soft prompt reaches every block through attention) are all ahead of those "
+              "confined to the top of the model (" + and_list(f"{method_label(m)} {r1[m]:.3f}" for m in top) + ")")
+    if bigger_top:
+        smaller = [e for e in every if all(params[e] < params[m] for m in bigger_top)]
+        best = max(smaller, key=r1.get)
+        text += (", although " + and_list(f"{method_label(m)} trains {params[m]:,} parameters" for m in bigger_top)
+                 + f", more than {method_label(best)}'s {params[best]:,}")
+    return text + (". A hypothesis these runs agree with, not a test of it: frozen lower blocks compute the features "
+                   "of the pretrained task, and a change at the top can only re-read them.")
+
+
 def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[dict]],
                noise: dict[str, float | None]) -> list[str]:
     """Paragraphs that explain the comparison from its runs (seed 0's summaries and history of each method): what
@@ -136,6 +165,9 @@ def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[d
     if not trained:
         return [{"title": "", "text": "No trained method has results yet."}]
     out = []
+    why = placement_sentence(groups)
+    if why:
+        out.append({"title": "Why they rank as they do.", "text": why})
     ref = next(iter(stats.values()))
     parts = [f"{method_label(m)} {st['precision']:.2f} / {st['recall']:.2f} / {st['words']:.0f}"
              for m, st in stats.items()]
@@ -148,8 +180,8 @@ def discussion(stats: dict[str, dict], histories: dict, groups: dict[str, list[d
         text += ("Short summaries lose on recall: " + " and ".join(
             f"{method_label(m)} writes {stats[m]['words']:.0f} words and recalls {stats[m]['recall']:.2f} of the "
             f"reference at a precision of {stats[m]['precision']:.2f}" for m in terse) + ". ")
-    long = [m for m, st in stats.items() if st["hit_cap"] >= st["n"] // 4 and st["capped_r1"] is not None
-            and st["ended_r1"] is not None]
+    long = [m for m in trained if stats[m]["hit_cap"] >= stats[m]["n"] // 4 and stats[m]["capped_r1"] is not None
+            and stats[m]["ended_r1"] is not None]
     if long:
         text += ("Blocking repeated trigrams stops verbatim loops, not loops in other words: a summary that runs to "
                  "the token cap tends to restate its first sentences (as in the example below). " + capital("; ".join(
@@ -190,7 +222,7 @@ def rank_sentence(rank: list[dict], seed_sd: float | None, alpha: float) -> tupl
     worse = [r for r in by_r if r["val_loss"] - best > noise]
     within = [r["run"][1:] for r in by_r if r["val_loss"] - best <= noise]
     text = ("Validation loss by rank: " + ", ".join(f"r = {r['run'][1:]} {number(r['val_loss'])}" for r in by_r) + ". ")
-    basis = (f"LoRA's noise yardstick ({noise:.4f}, the seeds section)" if seed_sd else
+    basis = (f"LoRA's noise yardstick ({noise:.4f}, section 4)" if seed_sd else
              f"{NO_YARDSTICK} (no seeds sweep to measure the noise)")
     if worse:
         text += ("Against " + basis + ", " + ", ".join(
