@@ -26,8 +26,8 @@ from .evaluation import generate_summaries, rouge_per_example, rouge_summary
 from .methods import AdapterError, load_trainable_state, method_object, parameter_report, trainable_state
 from .results import (
     ResultsError, atomic_write_csv, atomic_write_json, atomic_write_jsonl, checkpoint_dir, disk_writes,
-    experiment_dir, finished_with_other_settings, load_results, results_dir, settings_difference, unfinished_reason,
-    write_unit,
+    experiment_dir, finished_with_other_settings, load_results, read_csv, read_json, results_dir, settings_difference,
+    sweep_dir, unfinished_reason, write_unit,
 )
 from .training import (
     Recipe, check_lines, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train,
@@ -304,6 +304,34 @@ def effective_settings(profile: Profile, method: str) -> dict:
             "checks per epoch": train.evals_per_epoch, "precision": train.precision}
 
 
+# what training records about itself (``training._summary``): a run that takes another run's training takes these
+TRAINING_STATS = ("train_time_s", "validation_s", "train_tokens", "tokens_per_s", "updates", "epochs_run",
+                  "stopped_early", "start_eval_loss", "learned", "mixed_precision", "peak_memory_mib", "device",
+                  "cached_features", "micro_batch_size", "resumed_after_epoch")
+
+
+def trained_twin(profile: Profile, method: str, root: str | Path = "results") -> Path | None:
+    """A finished run of the sweeps trained with exactly these settings (the same ``config_hash``) whose weights are
+    here: the tuned seeds first, then the tuning grid. A notebook's run at a sweep's settings is the same computation,
+    so it takes that run's training instead of repeating it (hours on a CPU)."""
+    digest = config_hash(profile, method)
+    for sweep in ("seeds_tuned", "tune"):
+        folder = sweep_dir(profile.name, sweep, root)
+        for run in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if run.is_dir() and unfinished_reason(run, method, digest) is None:
+                return run
+    return None
+
+
+def take_training(model: nn.Module, twin: Path, method: str) -> tuple[pd.DataFrame, dict]:
+    """The weights, history and training statistics of the finished run ``twin``, loaded into ``model``."""
+    load_trained(model, twin, method)
+    made = read_json(twin / "metrics.json", method)
+    stats = {"best_eval_loss": made["eval_loss"], **{k: made[k] for k in TRAINING_STATS if k in made},
+             "reused_from": f"sweeps/{twin.parent.name}/{twin.name}"}
+    return read_csv(twin / "history.csv", method), stats
+
+
 def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = False,
                root: str | Path = "results", checkpoints: str | Path = "checkpoints", run: str | None = None,
                recipe: Recipe | None = None) -> dict:
@@ -345,8 +373,20 @@ def run_method(setup: Setup, method: str, model: nn.Module, retrain: bool = Fals
         print(f"{method}: evaluating, because {why}", flush=True)
         history, stats = None, {"train_time_s": 0.0, "tokens_per_s": None}
     else:
-        print(f"{method}: training, because {why}", flush=True)
-        history, stats = train_method(setup, method, model, retrain, checkpoints, recipe)
+        twin = (trained_twin(profile, method, root) if not retrain and recipe.default and run is None else None)
+        history = None
+        if twin is not None:
+            try:
+                history, stats = take_training(model, twin, method)
+                print(f"{method}: not training, because {why}, and {stats['reused_from']} trained exactly these "
+                      "settings: its weights and history are taken and scored on the test split", flush=True)
+            except (ResultsError, AdapterError) as err:
+                print(f"{method}: {twin} has these settings but could not be loaded ({err}); training instead")
+                restore_initial(model)
+                history = None
+        if history is None:
+            print(f"{method}: training, because {why}", flush=True)
+            history, stats = train_method(setup, method, model, retrain, checkpoints, recipe)
     setattr(model, _TRAINED, True)
     metrics, predictions = evaluate_method(setup, method, model, stats)
     config = {"hash": digest, "method": method, "profile": profile.to_dict(), "environment": environment(),

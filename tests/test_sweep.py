@@ -430,3 +430,35 @@ def test_no_run_starts_that_could_not_finish_before_until(tmp_path, capsys):
     assert until_time("09:30", now=eight) - eight == pytest.approx(90 * 60)
     with pytest.raises(ConfigError, match="HH:MM"):
         until_time("7h", now=eight)
+
+
+def test_a_notebook_run_at_a_sweeps_settings_takes_that_training_instead_of_repeating_it(tmp_path, monkeypatch):
+    """The notebook's run of a method at the tuned settings is seed 0 of the comparison: one computation. run_method
+    finds the finished sweep run with the same settings hash, takes its weights, history and training statistics, and
+    only scores them; with another seed it trains."""
+    import peft_helpers.experiment as experiment
+    from peft_helpers import build_model, prepare, run_method
+    from tools.sweep import tune_variant
+
+    smoke = get_profile("smoke")
+    run_sweep(smoke, "tune", root=tmp_path, checkpoints=tmp_path / "ck", only=["prompt_tuning-lr0.01"])
+    twin = sweep_dir("smoke", "tune", tmp_path) / "prompt_tuning-lr0.01"
+    _, profile = tune_variant(smoke, "prompt_tuning", 0.01)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(experiment, "train_method", no_training)
+    setup = prepare(profile)
+    out = run_method(setup, "prompt_tuning", build_model(setup, "prompt_tuning"), root=tmp_path,
+                     checkpoints=tmp_path / "ck")
+    made = json.loads((twin / "metrics.json").read_text())
+    assert out["metrics"]["reused_from"] == "sweeps/tune/prompt_tuning-lr0.01"
+    assert out["metrics"]["eval_loss"] == made["eval_loss"] and out["metrics"]["epochs_run"] == made["epochs_run"]
+    assert out["history"]["eval_loss"].tolist() == pytest.approx(
+        __import__("pandas").read_csv(twin / "history.csv")["eval_loss"].tolist())
+    __import__("shutil").rmtree(out["folder"])
+    other = prepare(profile.replace(seed=1))
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another computation
+        run_method(other, "prompt_tuning", build_model(other, "prompt_tuning"), root=tmp_path,
+                   checkpoints=tmp_path / "ck")
