@@ -30,7 +30,8 @@ from .results import (
     sweep_dir, unfinished_reason, write_unit,
 )
 from .training import (
-    Recipe, check_lines, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, reset_peak_memory, train,
+    Recipe, check_lines, cpu_bf16_advice, cpu_flags, evaluate_loss, peak_memory_mib, pick_precision, reset_peak_memory,
+    train,
 )
 
 _INITIAL = "_peft_helpers_initial"  # the trainable weights as build_model made them
@@ -313,12 +314,15 @@ TRAINING_STATS = ("train_time_s", "validation_s", "train_tokens", "tokens_per_s"
 def trained_twin(profile: Profile, method: str, root: str | Path = "results") -> Path | None:
     """A finished run of the sweeps trained with exactly these settings (the same ``config_hash``) whose weights are
     here: the tuned seeds first, then the tuning grid. A notebook's run at a sweep's settings is the same computation,
-    so it takes that run's training instead of repeating it (hours on a CPU)."""
-    digest = config_hash(profile, method)
+    so it takes that run's training instead of repeating it (hours on a CPU). The sweeps train in fp32 everywhere;
+    where ``precision="auto"`` means fp32 too (on a CPU), their runs are these settings' computation as well."""
+    digests = [config_hash(profile, method)]
+    if profile.train.precision == "auto" and pick_precision("auto") == "no":
+        digests.append(config_hash(profile.replace(train=dict(precision="fp32")), method))
     for sweep in ("seeds_tuned", "tune"):
         folder = sweep_dir(profile.name, sweep, root)
         for run in sorted(folder.iterdir()) if folder.is_dir() else ():
-            if run.is_dir() and unfinished_reason(run, method, digest) is None:
+            if run.is_dir() and any(unfinished_reason(run, method, digest) is None for digest in digests):
                 return run
     return None
 
