@@ -641,8 +641,8 @@ def cost_sentence(groups: dict[str, list[dict]]) -> str:
                  f"({state:,.0f} MiB in fp32), LoRA for {lora['trainable_params']:,}; yet their peaks on one machine "
                  f"({full['machine']}) are {full['peak_memory_mib']:,.0f} and {lora['peak_memory_mib']:,.0f} MiB, so "
                  "most of either peak is what both hold: the model's weights and the activations kept for the "
-                 "backward pass. LoRA's saving in GPU memory on GPT-3 175B, a third of full fine-tuning's, "
-                 "comes from that optimiser state, which is large only for a large model (Hu et al.).")
+                 "backward pass. LoRA's memory saving on GPT-3 175B (theory answer 3) comes from that optimiser "
+                 "state, which is large only for a large model.")
     return text
 
 
