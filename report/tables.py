@@ -46,6 +46,7 @@ from .words import (
     spread_sentence,
     times,
     trim,
+    variants_sentence,
     verdicts,
     yardstick_sentence,
 )
@@ -474,9 +475,10 @@ def sweep_data(profile_name: str, figures: Path, results: dict[str, dict] | None
            "devices": devices_sentence(rank + prompt + init + full + tune_rows
                                        + [r for g in groups.values() for r in g if r.get("sweep")])}
     if tune_rows:
-        plot_tuning(tune_rows, read_json(sweep_dir(profile_name, "tune", root) / "summary.json").get("chosen"),
-                    figures / "tuning.png")
+        chosen = read_json(sweep_dir(profile_name, "tune", root) / "summary.json").get("chosen") or {}
+        plot_tuning(tune_rows, chosen, figures / "tuning.png")
         out["figures"]["tuning"] = "/" + str(figures / "tuning.png")
+        out["tune"]["variants"] = variants_sentence(tune_rows, chosen, comp.get("noise") or {})
 
     def table(rows, first, name=lambda r: r["run"][1:]):
         return as_table(pd.DataFrame([{first: name(r), "trained params": f"{r['trainable_params']:,}",

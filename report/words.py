@@ -736,3 +736,25 @@ def change_sentence(before: dict[str, list[dict]], groups: dict[str, list[dict]]
                  "search decides on loss alone, and the two measures part here as they do between methods (section "
                  "4).")
     return text
+
+
+VARIANTS = {"prompt_tuning_n100": ("prompt_tuning", "the 100-token prompt", "for the 20-token prompt"),
+            "lora_qv": ("lora", "LoRA on the query and value projections only", "for all seven projections")}
+
+
+def variants_sentence(rows: list[dict], chosen: dict, noise: dict[str, float | None]) -> str:
+    """What each variant tried at its method's chosen rate reached, against the method's own run at that rate, read
+    against the method's noise yardstick."""
+    parts = []
+    for group, (method, name, base_name) in VARIANTS.items():
+        run = next((r for r in rows if r["group"] == group), None)
+        pick = chosen.get(method)
+        if run is None or not pick:
+            continue
+        gap = run["val_loss"] - pick["val_loss"]
+        yardstick = noise.get(method)
+        read = ("" if yardstick is None else
+                f", {'inside' if abs(gap) <= yardstick else 'beyond'} the method's noise yardstick ({yardstick:.4f})")
+        parts.append(f"{name} reached a validation loss of {run['val_loss']:.4f} against {pick['val_loss']:.4f} "
+                     f"{base_name} ({gap:+.4f}{read})")
+    return ("At each method's chosen rate, " + "; ".join(parts) + "." if parts else "")
