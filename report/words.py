@@ -567,8 +567,8 @@ def verdicts(comp: dict) -> dict[str, str]:
     found = between("prompt_tuning", "zero_shot_chat")
     if found:
         gap, low, high, word = found
-        out["soft_vs_chat"] = ({"ahead": "the trained soft prompt is ahead of it", "behind": "it stays ahead of the "
-                                "trained soft prompt", "tied": "the trained soft prompt ties with it"}[word]
+        out["soft_vs_chat"] = ({"ahead": "the trained soft prompt is ahead", "behind": "the trained soft prompt is "
+                                "behind", "tied": "the trained soft prompt ties"}[word]
                                + f" (soft - chat {gap:+.3f} [{low:+.3f}, {high:+.3f}])")
     found = between("zero_shot_chat", "zero_shot")
     if found:
@@ -698,8 +698,9 @@ def prompt_tokens_words(tokens: dict, losses: dict[float, float], chosen: float 
         moved = sorted(r["moved"] for r in rows)
         examples = ", ".join(f"\"{r['init'].strip()}\" → \"{r['nearest'].strip()}\"" for r in rows[:6]
                              if r["init"] and r["nearest"].strip())
-        text += (f" At the chosen rate ({chosen:g}) the vectors lie at a cosine of only {cos[0]:.2f} to {cos[-1]:.2f} "
-                 f"from their nearest token and at a median {moved[len(moved) // 2]:.2f} from where they started; the "
+        text += (f" At the chosen rate ({chosen:g}) the vectors have a cosine of only {cos[0]:.2f} to {cos[-1]:.2f} "
+                 f"with their nearest token, and a median cosine of {moved[len(moved) // 2]:.2f} with their starting "
+                 f"vectors; the "
                  f"first positions read {examples}. The prompt that predicts best is the one that has left the "
                  "vocabulary furthest.")
     return {"text": text}
