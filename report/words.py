@@ -514,16 +514,17 @@ def conclusion(comp: dict) -> str:
     groups = comp["groups"]
     means = {m: sum(r["test_rouge1"] for r in g) / len(g) for m, g in groups.items()}
     order = sorted(means, key=means.get, reverse=True)
-    verdict_of = {(r["a"], r["b"]): r["holm_verdict"] for r in pairs}
+    verdict_of = {frozenset((r["a"], r["b"])): r["holm_verdict"] for r in pairs}
     places = [[order[0]]]
-    for a, b in zip(order, order[1:]):
-        if verdict_of.get((a, b)) == "tied":
+    for b in order[1:]:  # a place holds methods tied with every other method in it
+        if all(verdict_of.get(frozenset((a, b))) == "tied" for a in places[-1]):
             places[-1].append(b)
         else:
             places.append([b])
     words = [and_list(method_label(m) for m in place) + (" (tied)" if len(place) > 1 else "") for place in places]
     text = ("In test ROUGE-1, after Holm's correction and with training seeds resampled, the methods come in this "
-            "order: " + "; then ".join(words) + ". Two methods a place apart can still tie with each other: every pair is in the pairwise figure.")
+            "order: " + "; then ".join(words) + ". A method in one place can still tie with one in the next: every "
+            "pair is in the pairwise figure.")
     if comp.get("untuned"):
         text += (" " + capital(and_list(comp["untuned"])) + " († in the results table) ran at hand-set rates: "
                  "their learning-rate grids had not finished when this report was made.")

@@ -145,3 +145,21 @@ def test_the_seed_level_test_cannot_go_below_its_floor_and_says_so():
              {"seed_p": 0.4, "holm_verdict": "tied"}, {"seed_p": None, "holm_verdict": "ahead"}]
     sentence = seed_level_sentence(pairs, 3)
     assert "at best p = 0.10, reached by 2 of the 3 pairs" in sentence and 'the 2 verdicts of "ahead"' in sentence
+
+
+def test_the_conclusions_places_hold_only_methods_tied_with_each_other():
+    """A tie is not transitive: A tied with B and B with C, but A ahead of C, puts C in a place of its own."""
+    from report.words import conclusion
+
+    def rows(r1):
+        return [{"test_rouge1": r1, "val_loss": 2.0}]
+
+    groups = {"lora": rows(0.47), "full_ft": rows(0.464), "prompt_tuning": rows(0.451), "zero_shot": rows(0.35)}
+    pairs = [{"a": "lora", "b": "full_ft", "holm_verdict": "tied"},
+             {"a": "full_ft", "b": "prompt_tuning", "holm_verdict": "tied"},
+             {"a": "lora", "b": "prompt_tuning", "holm_verdict": "ahead"},
+             {"a": "lora", "b": "zero_shot", "holm_verdict": "ahead"},
+             {"a": "full_ft", "b": "zero_shot", "holm_verdict": "ahead"},
+             {"a": "prompt_tuning", "b": "zero_shot", "holm_verdict": "ahead"}]
+    text = conclusion({"pairs": pairs, "groups": groups, "untuned": [], "source": "seeds"})
+    assert "LoRA and full fine-tuning (tied); then prompt tuning; then zero-shot." in text
