@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from peft_helpers.config import Profile, without_added_later
 from peft_helpers.data import source_rows
@@ -107,27 +106,6 @@ def seed_groups(rows: list[dict]) -> dict[str, list[dict]]:
     for r in rows:
         groups.setdefault(r["run"].split("-s")[0], []).append(r)
     return {k: sorted(groups[k], key=lambda r: r["seed"]) for k in SEED_ORDER if k in groups}
-
-
-def seed_scores(profile_name: str, groups: dict[str, list[dict]], root="results") -> dict[str, np.ndarray]:
-    """Per-document test ROUGE-1 of every seeds run: method -> array (seeds, documents), documents in one order."""
-
-    folder = sweep_dir(profile_name, "seeds", root)
-    out, ids = {}, None
-    for method, rows in groups.items():
-        per_seed = []
-        for row in rows:
-            test = [p for p in read_jsonl(folder / row["run"] / "predictions.jsonl", row["method"])
-                    if p.get("split") == "test"]
-            order = [p["id"] for p in test]
-            if ids is None:
-                ids = order
-            elif order != ids:
-                raise ResultsError(f"the seeds run {row['run']} scored other test documents than {rows[0]['run']} "
-                                   f"({len(order)} vs {len(ids)} rows); run the seeds sweep again for it.")
-            per_seed.append(rouge_per_example([p["prediction"] for p in test], [p["reference"] for p in test])["rouge1"])
-        out[method] = np.stack(per_seed)
-    return out
 
 
 def prompt_length_pair(profile_name: str, prompt: list[dict], root="results") -> dict | None:
