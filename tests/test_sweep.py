@@ -464,3 +464,43 @@ def test_a_notebook_run_at_a_sweeps_settings_takes_that_training_instead_of_repe
     with pytest.raises(AssertionError, match="trained again"):  # another seed is another computation
         run_method(other, "prompt_tuning", build_model(other, "prompt_tuning"), root=tmp_path,
                    checkpoints=tmp_path / "ck")
+
+
+def test_a_pool_of_processes_makes_the_runs_one_process_makes(tmp_path, capsys):
+    """``--jobs 2``: each run in its own process, both at once, the summary written once they end; every run is the
+    computation a single process makes (its settings hash, its validation loss within float noise: one thread each
+    instead of the test's threads), and a pool called again finds them all finished."""
+    import time
+
+    from tools.sweep import run_pool
+
+    smoke = get_profile("smoke")
+    counts = run_pool(smoke, ["prompt_init"], 2, root=tmp_path / "pool", checkpoints=tmp_path / "ck")
+    out = capsys.readouterr().out
+    assert counts == {"finished earlier": 0, "made": 2, "failed": 0, "left": 0}, out
+    assert out.count("[pool] started prompt_init/") == 2 and "(2 running)" in out  # both at once
+    pooled = json.loads((sweep_dir("smoke", "prompt_init", tmp_path / "pool") / "summary.json").read_text())
+    run_sweep(smoke, "prompt_init", root=tmp_path / "one", checkpoints=tmp_path / "ck1")
+    single = json.loads((sweep_dir("smoke", "prompt_init", tmp_path / "one") / "summary.json").read_text())
+    assert [r["run"] for r in pooled["rows"]] == [r["run"] for r in single["rows"]] == ["vocab", "uniform"]
+    for a, b in zip(pooled["rows"], single["rows"]):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+    for name in ("vocab", "uniform"):
+        config = lambda root: json.loads((sweep_dir("smoke", "prompt_init", root) / name / "config.json").read_text())  # noqa: E731
+        assert config(tmp_path / "pool")["hash"] == config(tmp_path / "one")["hash"]
+    again = run_pool(smoke, ["prompt_init"], 2, root=tmp_path / "pool", checkpoints=tmp_path / "ck")
+    assert again == {"finished earlier": 2, "made": 0, "failed": 0, "left": 0}
+    # with no time left before --until, nothing starts: the runs are left for the next call
+    late = run_pool(smoke, ["prompt_init"], 2, root=tmp_path / "late", checkpoints=tmp_path / "ck2",
+                    until=time.time() + 5)
+    assert late == {"finished earlier": 0, "made": 0, "failed": 0, "left": 2}
+    assert not sweep_dir("smoke", "prompt_init", tmp_path / "late").joinpath("vocab").exists()
+
+
+def test_a_pool_is_asked_for_clearly(capsys):
+    from tools.sweep import main
+
+    assert main(["--profile", "smoke", "--sweep", "prompt_init", "--jobs", "0"]) == 2
+    assert "--jobs takes a count of processes of 1 or more, not 0" in capsys.readouterr().err
+    assert main(["--profile", "smoke", "--sweep", "prompt_init", "--jobs", "2", "--runs", "vocab"]) == 2
+    assert "does not combine with --runs" in capsys.readouterr().err

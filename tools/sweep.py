@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ from peft_helpers.results import (
 )
 from peft_helpers.training import evaluate_loss
 
+PROJECT = Path(__file__).resolve().parents[1]
 SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds", "tune", "seeds_tuned", "methods")
 SCORED_ON_TEST = ("seeds", "seeds_tuned")  # the sweeps that read the test split
 LORA_RANKS = (1, 2, 4, 8, 16, 64)
@@ -349,13 +351,14 @@ def run_one(setup: Setup, sweep: str, name: str, method: str, root: str | Path, 
 
 
 def expected_seconds(profile: Profile, sweep: str, method: str, root: str | Path = "results") -> float:
-    """How long a run of ``method`` in ``sweep`` may take, from the finished runs' own records: the longest of them
-    (training, validation, test loss and generation), times 1.25 for a slower machine; an hour where none has
-    finished yet."""
+    """How long a run of ``method`` in ``sweep`` may take, from the records of its finished runs made on this kind of
+    device (this GPU, or a CPU): the longest of them (training, validation, test loss and generation), times 1.25 for
+    a slower machine; an hour where none has finished yet."""
+    here = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     times = []
     for run in finished_runs(profile.name, sweep, root):
         metrics = read_json(run / "metrics.json")
-        if metrics.get("method") != method:
+        if metrics.get("method") != method or read_json(run / "config.json").get("environment", {}).get("gpu") != here:
             continue
         test = metrics.get("test") or {}
         times.append(sum(v or 0.0 for v in (metrics.get("train_time_s"), metrics.get("validation_s"),
@@ -428,6 +431,12 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
             made.add(name)
     if sweep == "seeds" and not any(name.startswith("full_ft") for name in plan):
         print("[seeds] full fine-tuning is left out until the full_ft sweep has finished (it chooses its lr)")
+    return finish_sweep(profile, sweep, root, made)
+
+
+def finish_sweep(profile: Profile, sweep: str, root: str | Path = "results", made: set[str] = frozenset()) -> dict:
+    """What a sweep writes once its runs are done (``made``: the runs this call trained or scored): summary.json, the
+    rank sweep's geometry, the tuned seeds' prompt tokens. Returns the summary."""
     summary = summarize(profile, sweep, root)
     geometry = sweep_dir(profile.name, sweep, root) / "geometry.json"
     if (sweep == "lora_rank" and {"r8", "r64"} <= {r["run"] for r in summary["rows"]}
@@ -439,6 +448,89 @@ def run_sweep(profile: Profile, sweep: str, root: str | Path = "results", checkp
             r["method"] == "prompt_tuning" for r in summary["rows"]):
         atomic_write_json(prompt_tokens(profile, root), tokens)
     return summary
+
+
+def run_pool(profile: Profile, sweeps: list[str], jobs: int, root: str | Path = "results",
+             checkpoints: str | Path = "checkpoints", until: float | None = None) -> dict[str, int]:
+    """The runs of ``sweeps`` on ``jobs`` processes at once (several runs sharing one GPU, or a many-core CPU).
+
+    Each process is ``python -m tools.sweep --sweep S --runs NAME``: one run, the run contract and resume as a single
+    run has them, its output in ``<checkpoints>/pool/<sweep>-<name>.log``. The plans are read again whenever a process ends, so a
+    grid that finishes adds its next rate, its variant and its seeds while the other runs go on. ``until`` (epoch
+    seconds): no run starts that its method's finished runs say could not end by then. A signal (SIGINT, SIGTERM)
+    stops every process (each resumes from its last epoch checkpoint on the next call). Every sweep's summary is
+    written at the end. Returns the count of runs finished earlier, made here, failed and left."""
+    import signal
+    import subprocess
+
+    prepare(profile)  # the data cache written once, before the processes read it
+    logs = Path(checkpoints) / "pool"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)), "PEFT_PLAIN_PROGRESS": "1"}
+    running: dict[tuple[str, str], tuple[subprocess.Popen, float]] = {}
+    earlier, made, failed, left = set(), {sweep: set() for sweep in sweeps}, set(), set()
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            pending = []
+            for sweep in sweeps:
+                for name, (method, variant) in runs(profile, sweep, root).items():
+                    key = (sweep, name)
+                    if key in running or key in failed or name in made[sweep]:
+                        continue
+                    if scored(sweep_dir(profile.name, sweep, root) / name, method, config_hash(variant, method)):
+                        earlier.add(key)
+                        continue
+                    pending.append((sweep, name, method, variant))
+            for sweep, name, method, variant in pending[:max(0, jobs - len(running))]:
+                need = expected_seconds(profile, sweep, method, root)
+                if until is not None and time.time() + need > until:
+                    left.add((sweep, name))
+                    continue
+                log = open(logs / f"{sweep}-{name}.log", "w")
+                cmd = [sys.executable, "-m", "tools.sweep", "--profile", profile.name, "--sweep", sweep, "--runs", name,
+                       "--root", str(Path(root).resolve()), "--checkpoints", str(Path(checkpoints).resolve())]
+                process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT)
+                running[(sweep, name)] = (process, time.time())
+                log.close()
+                print(f"[pool] started {sweep}/{name} ({len(running)} running)", flush=True)
+            if not running:
+                left |= {(s, n) for s, n, *_ in pending}
+                break
+            time.sleep(2)
+            for key, (process, started) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[key]
+                sweep, name = key
+                if process.returncode == 0:
+                    made[sweep].add(name)
+                    print(f"[pool] finished {sweep}/{name} in {time.time() - started:.0f} s", flush=True)
+                else:
+                    failed.add(key)
+                    tail = (logs / f"{sweep}-{name}.log").read_text(errors="replace").splitlines()[-5:]
+                    print(f"[pool] FAILED {sweep}/{name} (exit {process.returncode}):\n  " + "\n  ".join(tail),
+                          flush=True)
+    except KeyboardInterrupt as why:
+        print(f"[pool] stopping ({why}): {len(running)} run(s) cut, each resumes from its checkpoint", flush=True)
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.wait()
+        left |= set(running)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sweep in sweeps:
+        finish_sweep(profile, sweep, root, made[sweep])
+    counts = {"finished earlier": len(earlier), "made": sum(map(len, made.values())), "failed": len(failed),
+              "left": len(left)}
+    print("[pool] " + ", ".join(f"{k}: {v}" for k, v in counts.items()), flush=True)
+    return counts
 
 
 def describe(profile: Profile, method: str) -> str:
@@ -605,6 +697,11 @@ def main(argv=None) -> int:
     parser.add_argument("--until", default=None, metavar="HH:MM",
                         help="start no run that could not finish by this time of day (its expected length from the "
                              "finished runs of its method); for machines that are not kept")
+    parser.add_argument("--root", default="results", help="the results folder (default: results)")
+    parser.add_argument("--checkpoints", default="checkpoints", help="the checkpoints folder (default: checkpoints)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each in its own process (e.g. 8 on one GPU); the plans are read again "
+                             "whenever one ends")
     parser.add_argument("--summarize", action="store_true",
                         help="only rebuild each sweep's summary.json from the runs on disk (no training)")
     args = parser.parse_args(argv)
@@ -612,14 +709,21 @@ def main(argv=None) -> int:
         profile = get_profile(args.profile)
         if args.list:
             for sweep in args.sweep:
-                print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep)))
+                print("\n".join(f"{sweep} {name}" for name in runs(profile, sweep, args.root)))
             return 0
         until = until_time(args.until) if args.until else None
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs takes a count of processes of 1 or more, not {args.jobs}.")
+        if args.jobs > 1:
+            if args.runs or args.retrain or args.summarize:
+                raise ConfigError("--jobs runs whole sweeps: it does not combine with --runs, --retrain or --summarize.")
+            counts = run_pool(profile, args.sweep, args.jobs, args.root, args.checkpoints, until=until)
+            return 1 if counts["failed"] else 0
         for sweep in args.sweep:
-            summary = summarize(profile, sweep) if args.summarize else run_sweep(
-                profile, sweep, only=args.runs, retrain=args.retrain, until=until)
+            summary = summarize(profile, sweep, args.root) if args.summarize else run_sweep(
+                profile, sweep, args.root, args.checkpoints, only=args.runs, retrain=args.retrain, until=until)
             print(f"{sweep}: {len(summary['rows'])}/{summary['n_runs']} runs finished, "
-                  f"{sweep_dir(profile.name, sweep) / 'summary.json'}", flush=True)
+                  f"{sweep_dir(profile.name, sweep, args.root) / 'summary.json'}", flush=True)
     except (ConfigError, ResultsError) as err:  # a setting or a results folder the user can fix: say what, no trace
         print(f"error: {err}", file=sys.stderr)
         return 2
