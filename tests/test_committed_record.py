@@ -4,6 +4,7 @@ files are weights) in git, and one rule follows from it for notebooks, sweeps an
 Each test is one case of a probe of c889686 (issue 33), where the case lost or misreported a result.
 """
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -298,8 +299,9 @@ def test_the_quick_real_mode_is_the_committed_setup_made_small_and_writes_nothin
     from peft_helpers.plots import output_dirs
 
     quick, full = get_profile("smollm2-quick"), get_profile("smollm2-aclsum")
-    assert (quick.model, quick.dataset, quick.lora, quick.generation) == (full.model, full.dataset, full.lora,
-                                                                          full.generation)
+    assert (quick.model, quick.dataset, quick.generation) == (full.model, full.dataset, full.generation)
+    for method in ("prompt_tuning", "last_layer", "last_blocks", "lora", "full_ft"):  # the tuned rates, 2 epochs
+        assert getattr(quick, method) == dataclasses.replace(getattr(full, method), epochs=None)
     assert (quick.n_train, quick.n_val, quick.n_test, quick.train.epochs) == (24, 10, 10, 2)
     assert all(config_hash(quick, m) != config_hash(full, m) for m in METHODS)
     figures, report = output_dirs("smollm2-quick")
@@ -317,3 +319,28 @@ def test_a_whole_run_with_overrides_is_not_an_experiment_but_a_notebook_change_o
     assert experiment_name(base, "lora", base) is None
     assert experiment_name(base.replace(lora=dict(r=2)), "lora", base) == "r=2"
     assert experiment_name(base, "lora") == "n_train=8"  # against the project's own profile, it is one
+
+
+def test_the_committed_notebooks_results_and_report_come_from_one_make_run_of_committed_code():
+    """One top-to-bottom ``make run`` (tools.run_notebooks without --only) made what is committed: every notebook's
+    metadata names the run that results/<profile>/run.json and timings.json name, that run ran committed code, the
+    report's title block names it, and each notebook unit holds the settings the profile gives its method now (a
+    unit of other settings would be refused by that run, not reused)."""
+    from pypdf import PdfReader
+
+    from peft_helpers.config import COMMITTED_PROFILE
+    from peft_helpers.results import unfinished_reason
+    from tools.run_notebooks import NOTEBOOKS
+
+    profile = get_profile(COMMITTED_PROFILE)
+    run = json.loads((ROOT / "results" / profile.name / "run.json").read_text())
+    assert run["profile"] == profile.name and run["uncommitted_changes"] is False, run
+    for name in NOTEBOOKS:
+        notebook = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        assert notebook["metadata"].get("peft_run") == run, f"{name} was executed by another run (or by --only)"
+    assert json.loads((ROOT / "results" / profile.name / "timings.json").read_text())["run"] == run
+    title_page = " ".join(PdfReader(ROOT / "report" / "report.pdf").pages[0].extract_text().split())
+    assert f"make run of {run['id']}, commit {run['commit'][:10]}" in title_page
+    for method in METHODS:
+        folder = ROOT / "results" / profile.name / method
+        assert unfinished_reason(folder, method, config_hash(profile, method), weights=False) is None, method

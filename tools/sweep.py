@@ -82,7 +82,7 @@ TRAINED = ("prompt_tuning", "last_layer", "last_blocks", "lora")  # the notebook
 # comparison's "before"; the profile's defaults have since moved to the tuned rates, so these sweeps keep the settings
 # they ran with (a fresh clone reuses every committed run of theirs instead of training it again).
 HAND_SET = {"smollm2-aclsum": dict(prompt_tuning=dict(lr=0.1, epochs=8), last_layer=dict(lr=1e-4, epochs=None),
-                                   last_blocks=dict(lr=1e-4, epochs=None))}
+                                   last_blocks=dict(lr=1e-4, epochs=None), lora=dict(lr=1e-3, epochs=None))}
 HAND_SET_SWEEPS = ("lora_rank", "prompt_length", "prompt_init", "full_ft", "seeds")
 
 
