@@ -10,6 +10,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from peft_helpers.plots import COLORS
 
+from .stats import common_machine, cost_runs
 from .words import method_label
 
 FULL_FT_COLOR = "#9467bd"
@@ -125,11 +126,11 @@ def plot_tuning(rows: list[dict], chosen: dict, path: Path):
 def plot_cost(groups: dict[str, list[dict]], path: Path):
     """Quality against cost: test ROUGE-1 (top) and test loss (bottom) against trained parameters, training time and
     peak memory, each method at its mean over seeds with a bar from its lowest to its highest seed; the untrained
-    baselines as horizontal lines. A time or memory measured on another kind of machine than most runs' is labelled
-    with that machine."""
+    baselines as horizontal lines. Times and memory are medians over a method's runs on the machine that made most runs
+    (``stats.cost_runs``); a method with no run there is left out of those panels (its figures are another machine's)."""
     fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.0), sharey="row")
-    machines = [r.get("machine", "") for m, rows in groups.items() for r in rows]
-    common = max(set(machines), key=machines.count)
+    common = common_machine(groups)
+    machines = {r.get("machine") for rows in groups.values() for r in rows}
     costs = (("trainable_params", "trained parameters (log)", True), ("train_time_s", "training time, s (log)", True),
              ("peak_memory_mib", "peak memory, MiB", False))
     for i, (key, label) in enumerate((("test_rouge1", "test ROUGE-1"), ("test_loss", "test loss"))):
@@ -142,16 +143,14 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
                     ax.axhline(mean, color=COLORS["zero_shot"], ls=":" if method == "zero_shot" else "--", lw=1,
                                label=method_label(method))
                     continue
-                xs = [r[cost] for r in rows if r.get(cost)]
-                if not xs:
-                    continue
-                x = sorted(xs)[len(xs) // 2]  # the median seed's cost
+                measured = rows if cost == "trainable_params" else cost_runs(rows, common)
+                xs = [r[cost] for r in measured if r.get(cost)]
+                if not xs or (cost != "trainable_params" and len(machines) > 1
+                              and measured[0].get("machine") != common):
+                    continue  # a time or a peak of another kind of machine is not placed beside the others
+                x = sorted(xs)[len(xs) // 2]  # the median seed's cost (times and memory: on the common machine)
                 ax.errorbar(x, mean, yerr=[[mean - min(values)], [max(values) - mean]], fmt="D", ms=6, capsize=3,
                             color=method_color(method), markeredgecolor="black", label=method_label(method))
-                machine = sorted(rows, key=lambda r: r.get(cost) or 0)[len(rows) // 2].get("machine", "")
-                if cost != "trainable_params" and machine != common:  # times and memory of another kind of machine
-                    ax.annotate(machine.split(" (")[0], (x, mean), textcoords="offset points", xytext=(4, 4),
-                                fontsize=6, color="dimgray")
             if log:
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide

@@ -130,3 +130,15 @@ def unsupported_share(summaries: list[str], documents: list[str]) -> float:
         total += len(words)
         absent += sum(w not in source for w in words)
     return absent / total if total else 0.0
+
+
+def common_machine(groups: dict[str, list[dict]]) -> str:
+    """The kind of machine that made most of the compared runs (ties: the first met)."""
+    machines = [r.get("machine", "") for rows in groups.values() for r in rows]
+    return max(dict.fromkeys(machines), key=machines.count) if machines else ""
+
+
+def cost_runs(rows: list[dict], common: str) -> list[dict]:
+    """A method's runs whose training time and peak memory are reported: those made on the common machine where it
+    has any (a time measured on a GPU is not comparable with one on a CPU), else all of its runs."""
+    return [r for r in rows if r.get("machine") == common] or rows

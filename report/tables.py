@@ -18,9 +18,10 @@ from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_
 from .comparison import comparison, document_scores, history, test_predictions
 from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_tuning
 from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, source_documents, sweep_rows
-from .stats import gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share, unsupported_words
+from .stats import common_machine, cost_runs, gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share, unsupported_words
 from .words import (
     abstract,
+    and_list,
     NO_YARDSTICK,
     TUNE_LABELS,
     chat_sentence,
@@ -140,17 +141,20 @@ def _run_rows(comp: dict | None, epochs: dict, t: dict, settings: tuple) -> list
 
 
 def machines_note(groups: dict[str, list[dict]]) -> str:
-    """Empty when every compared run was made on one kind of machine; else which methods ran where, so that the
-    table's times are compared within a machine only."""
-    where: dict[str, list[str]] = {}
-    for method, rows in groups.items():
-        for machine in dict.fromkeys(r["machine"] for r in rows):
-            where.setdefault(machine, []).append(method_label(method))
-    if len(where) < 2:
+    """Empty when every compared run was made on one kind of machine; else the rule by which the times and peaks are
+    chosen, and the methods whose figures come from another machine (marked ‡ in the table)."""
+    common = common_machine(groups)
+    groups = {m: rows for m, rows in groups.items() if any(r.get("train_time_s") for r in rows)}  # trained ones
+    elsewhere = [m for m, rows in groups.items() if any(r.get("machine") != common for r in rows)]
+    if not elsewhere:
         return ""
-    return ("The times come from " + f"{len(where)} kinds of machine: " + "; ".join(
-        f"{', '.join(methods)} on {machine}" for machine, methods in where.items())
-            + ". Compare times within one machine only.")
+    other = [m for m, rows in groups.items() if not any(r.get("machine") == common for r in rows)]
+    others = sorted({r["machine"] for m in elsewhere for r in groups[m] if r["machine"] != common})
+    return (f"The trained runs come from {len({r.get('machine') for g in groups.values() for r in g})} kinds of "
+            f"machine: {and_list(method_label(m) for m in elsewhere)} ran some or all of their seeds on "
+            f"{and_list(others)}, every other trained run on {common}. Train s and peak MiB are medians over each method's runs "
+            "on the latter" + (f"; ‡: {and_list(method_label(m) for m in other)} ran only on the former, whose times "
+                               "and peak compare with no other row" if other else "") + ".")
 
 
 def run_words(profile_name: str, root="results") -> str | None:
@@ -315,7 +319,7 @@ def median(values):
 def main_table(groups: dict[str, list[dict]], tuned: dict[str, bool]) -> dict:
     """The comparison's table: per method its learning rate, trained parameters, validation and test loss, test ROUGE
     (mean ± sd over training seeds; one run: its 95% interval over documents), training time and peak memory."""
-    rows = []
+    rows, common = [], common_machine(groups)
     several = any(len(g) > 1 for m, g in groups.items() if m not in ("zero_shot", "zero_shot_chat"))
     for m, g in groups.items():
         row = {"method": method_label(m) + ("" if tuned.get(m, True) or m in ("zero_shot", "zero_shot_chat") else " †"),
@@ -327,10 +331,12 @@ def main_table(groups: dict[str, list[dict]], tuned: dict[str, bool]) -> dict:
                 row[name] = f"{g[0][key]:.3f} [{g[0][key + '_low']:.3f}, {g[0][key + '_high']:.3f}]"
         if several:
             row["±95% docs"] = f"{sum((r['test_rouge1_high'] - r['test_rouge1_low']) / 2 for r in g) / len(g):.3f}"
-        time = median([r.get("train_time_s") for r in g])
-        peak = median([r.get("peak_memory_mib") for r in g])
-        row["train s"] = "-" if not time else f"{time:,.0f}"
-        row["peak MiB"] = "-" if not peak else f"{peak:,.0f}"
+        measured = cost_runs(g, common)
+        mark = "" if any(r.get("machine") == common for r in g) else " ‡"
+        time = median([r.get("train_time_s") for r in measured])
+        peak = median([r.get("peak_memory_mib") for r in measured])
+        row["train s"] = "-" if not time else f"{time:,.0f}{mark}"
+        row["peak MiB"] = "-" if not peak else f"{peak:,.0f}{mark}"
         rows.append(row)
     return as_table(pd.DataFrame(rows))
 
@@ -378,7 +384,7 @@ def method_figures(comp: dict, results: dict[str, dict]) -> dict[str, dict]:
     """Each compared method's headline numbers as display strings (the methods section and the theory answers quote
     these): means over its seeds; per-run facts (epochs, the loss before training) from seed 0."""
     base = base_params(results)
-    out = {}
+    out, common = {}, common_machine(comp["groups"])
     for method, g in comp["groups"].items():
         first = g[0]
         h = history(first)
@@ -388,7 +394,7 @@ def method_figures(comp: dict, results: dict[str, dict]) -> dict[str, dict]:
             "test_loss": number(sum(r["test_loss"] for r in g) / len(g)),
             "rouge1_mean": number(sum(r["test_rouge1"] for r in g) / len(g)),
             "params": f"{first['trainable_params']:,}", "percent": percent_of_model(first["trainable_params"], base),
-            "tok_s": f"{median([r.get('tokens_per_s') for r in g]) or 0:,.0f}",
+            "tok_s": f"{median([r.get('tokens_per_s') for r in cost_runs(g, common)]) or 0:,.0f}",
             "epochs": str(first.get("epochs_run", "-")), "lr": lr_text(first), "seeds": str(len(g)),
             "start_loss": number(h.eval_loss.iloc[0]) if h is not None and len(h) else number(first["val_loss"]),
             "n_tokens": str(read_json(Path(first["folder"]) / "config.json")["profile"]["prompt_tuning"]["n_tokens"]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from peft_helpers.evaluation import verdict
 from peft_helpers.plots import LABELS
 
-from .stats import mean_sd, smallest_within
+from .stats import common_machine, cost_runs, mean_sd, smallest_within
 
 FULL_FT_LABEL = "full fine-tuning"
 
@@ -432,8 +432,11 @@ def devices_sentence(all_rows: list[dict]) -> str:
     parts = sorted(counts.items(), key=lambda item: -len(item[1]))
     text = " and ".join(f"{d} ({len(runs)} run{'s' * (len(runs) != 1)}"
                         + (f": {', '.join(runs)}" if len(runs) <= 3 else "") + ")" for d, runs in parts)
-    mixed = sorted({r["run"].split("-s")[0] for r in all_rows if "-s" in r["run"]
-                    and device_name(r) != parts[0][0]}) if len(parts) > 1 else []
+    machines: dict[str, set[str]] = {}  # per method, the machines its seeds ran on
+    for r in all_rows:
+        if "-s" in r["run"]:
+            machines.setdefault(r["run"].split("-s")[0], set()).add(device_name(r))
+    mixed = sorted(m for m, where in machines.items() if len(where) > 1)
     tail = (f" A sweep continues on whichever machine runs it next, so for {and_list(method_label(m) for m in mixed)} the "
             f"spread across seeds also includes the machine." if mixed else "")
     return f"The runs of this section ran on {text}.{tail}"
@@ -608,12 +611,21 @@ def cost_sentence(groups: dict[str, list[dict]]) -> str:
     trained = {m: g for m, g in groups.items() if m not in ("zero_shot", "zero_shot_chat")}
     if not trained:
         return ""
-    parts = []
-    for m, g in sorted(trained.items(), key=lambda item: med(item[1], "train_time_s") or 0):
+    common = common_machine(groups)
+    measured = {m: cost_runs(g, common) for m, g in trained.items()}
+
+    def figures(m, g):
         time, speed, peak = med(g, "train_time_s"), med(g, "tokens_per_s"), med(g, "peak_memory_mib")
-        parts.append(f"{method_label(m)} {time or 0:,.0f} s" + (f" at {speed:,.0f} tokens/s" if speed else "")
-                     + (f", {peak:,.0f} MiB" if peak else ""))
-    text = ("Training time and peak memory (medians over seeds): " + "; ".join(parts)
+        return (f"{method_label(m)} {time or 0:,.0f} s" + (f" at {speed:,.0f} tokens/s" if speed else "")
+                + (f", {peak:,.0f} MiB" if peak else ""))
+
+    order = sorted(measured.items(), key=lambda item: med(item[1], "train_time_s") or 0)
+    here = [figures(m, g) for m, g in order if g[0].get("machine") == common]
+    away = [(m, g) for m, g in order if g[0].get("machine") != common]
+    several = len({r.get("machine") for g in groups.values() for r in g}) > 1
+    text = ("Training time and peak memory, medians over seeds" + (f" on one machine, {common}: " if several else ": ")
+            + "; ".join(here)
+            + "".join(f"; and on {g[0].get('machine')}, the only machine it ran on, {figures(m, g)}" for m, g in away)
             + ". Trained parameters do not predict either. The last-layer variants run the frozen part of the model "
               "once and train on its cached output; every other method runs the whole model forward and backward at "
               "every update.")
@@ -725,7 +737,8 @@ def change_sentence(before: dict[str, list[dict]], groups: dict[str, list[dict]]
     if above:
         budgets = {m: (before[m][0].get("epochs_budget"), groups[m][0].get("epochs_budget")) for m in above}
         text += (" For " + and_list(method_label(m) for m in above) + " the tuned loss ends above the hand-set run's: "
-                 + "; ".join(f"{method_label(m)} trained under a {new}-epoch schedule against {old}"
+                 + "; ".join(f"{method_label(m)} trained under {'an' if str(new)[0] in '8' or str(new) in ('11', '18') else 'a'} "
+                               f"{new}-epoch schedule against {old}"
                              for m, (old, new) in budgets.items() if old and new and old != new)
                  + " (the learning rate decays linearly to zero at the epoch cap, so the cap shapes the whole "
                    "schedule; the tuning protocol uses one cap for every method)." if any(

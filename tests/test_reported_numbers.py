@@ -201,17 +201,35 @@ def test_the_noise_yardstick_counts_every_run_of_identical_settings():
     assert run_spread("smollm2-aclsum", seeds, "last_blocks") < 0.01  # full fine-tuning's seeds are not its own
 
 
-def test_the_cost_table_says_when_its_times_come_from_different_machines():
+def test_times_and_peaks_come_from_one_kind_of_machine_and_the_others_are_marked():
+    """A GPU's seconds beside a CPU's would order the methods by where they ran: each method's time and peak are the
+    medians over its runs on the machine that made most runs; a method with none there keeps its own machine's,
+    marked in the table (‡) and named in the sentence after the others."""
     from report.comparison import machine_label
-    from report.tables import machines_note
+    from report.tables import machines_note, main_table
+    from report.words import cost_sentence
 
-    def runs(*envs):
-        return [{"machine": machine_label({"processor": "AMD EPYC", "cpu_count": 2, "cpu_flags": flags,
-                                           **({"gpu": gpu} if gpu else {})})} for flags, gpu in envs]
+    cpu = machine_label({"processor": "AMD EPYC", "cpu_count": 2, "cpu_flags": {"avx2": True}})
+    gpu = machine_label({"processor": "Intel", "cpu_count": 16, "cpu_flags": {}, "gpu": "NVIDIA H200"})
 
-    zen3, zen4 = {"avx2": True}, {"avx2": True, "avx512f": True, "avx512_bf16": True}
-    assert machines_note({"lora": runs((zen3, None)), "prompt_tuning": runs((zen3, None), (zen3, None))}) == ""
-    note = machines_note({"lora": runs((zen3, None)), "last_layer": runs((zen4, None)),
-                          "prompt_tuning": runs((zen3, "NVIDIA H200"), (zen3, None))})
-    assert note.startswith("The times come from 3 kinds of machine: LoRA, prompt tuning on AMD EPYC (2 cores, AVX2); "
-                           "last layer (LM head) on AMD EPYC (2 cores, AVX-512 with bf16); prompt tuning on NVIDIA H200.")
+    def run(machine, seconds, peak):
+        return {"machine": machine, "train_time_s": seconds, "peak_memory_mib": peak, "tokens_per_s": 100.0,
+                "trainable_params": 10, "val_loss": 2.7, "test_loss": 2.6, "test_rouge1": 0.47, "test_rouge1_low": 0.45,
+                "test_rouge1_high": 0.49, "test_rouge2": 0.18, "test_rouge2_low": 0.17, "test_rouge2_high": 0.19,
+                "test_rougeL": 0.31, "test_rougeL_low": 0.30, "test_rougeL_high": 0.32}
+
+    assert machines_note({"lora": [run(cpu, 900, 3900)], "prompt_tuning": [run(cpu, 1300, 2300)] * 2}) == ""
+    groups = {"prompt_tuning": [run(cpu, 1300, 2300)] * 3, "last_layer": [run(cpu, 400, 2357)] * 3,
+              "lora": [run(cpu, 967, 3901), run(gpu, 22, 5800),
+                                                                      run(gpu, 23, 5900)],
+              "full_ft": [run(gpu, 21, 6064)] * 3}
+    note = machines_note(groups)
+    assert "LoRA and full fine-tuning ran some or all of their seeds on NVIDIA H200" in note
+    assert f"every other trained run on {cpu}" in note and "‡: full fine-tuning ran only on the former" in note
+    table = main_table(groups, {m: True for m in groups})
+    cells = {row[0]: dict(zip(table["header"], row)) for row in table["rows"]}
+    assert cells["LoRA"]["train s"] == "967" and cells["LoRA"]["peak MiB"] == "3,901"  # the CPU run, not the GPU's
+    assert cells["full fine-tuning"]["train s"] == "21 ‡" and cells["prompt tuning"]["train s"] == "1,300"
+    text = cost_sentence(groups)
+    assert text.index("LoRA 967 s") < text.index("prompt tuning 1,300 s") < text.index(
+        "and on NVIDIA H200, the only machine it ran on, full fine-tuning 21 s")
