@@ -127,7 +127,8 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
     """Quality against cost: test ROUGE-1 (top) and test loss (bottom) against trained parameters, training time and
     peak memory, each method at its mean over seeds with a bar from its lowest to its highest seed; the untrained
     baselines as horizontal lines. Times and memory are medians over a method's runs on the machine that made most runs
-    (``stats.cost_runs``); a method with no run there is left out of those panels (its figures are another machine's)."""
+    (``stats.cost_runs``); a method with no run there is left out of those panels (its figures are another
+    machine's)."""
     fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.0), sharey="row")
     common = common_machine(groups)
     machines = {r.get("machine") for rows in groups.values() for r in rows}

@@ -494,6 +494,7 @@ def test_a_pool_of_processes_makes_the_runs_one_process_makes(tmp_path, capsys):
     late = run_pool(smoke, ["prompt_init"], 2, root=tmp_path / "late", checkpoints=tmp_path / "ck2",
                     until=time.time() + 5)
     assert late == {"finished earlier": 0, "made": 0, "failed": 0, "left": 2}
+    assert "prompt_init/vocab: not started: it may take 60 min and would run past --until" in capsys.readouterr().out
     assert not sweep_dir("smoke", "prompt_init", tmp_path / "late").joinpath("vocab").exists()
 
 

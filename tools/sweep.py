@@ -454,12 +454,12 @@ def run_pool(profile: Profile, sweeps: list[str], jobs: int, root: str | Path = 
              checkpoints: str | Path = "checkpoints", until: float | None = None) -> dict[str, int]:
     """The runs of ``sweeps`` on ``jobs`` processes at once (several runs sharing one GPU, or a many-core CPU).
 
-    Each process is ``python -m tools.sweep --sweep S --runs NAME``: one run, the run contract and resume as a single
-    run has them, its output in ``<checkpoints>/pool/<sweep>-<name>.log``. The plans are read again whenever a process ends, so a
-    grid that finishes adds its next rate, its variant and its seeds while the other runs go on. ``until`` (epoch
-    seconds): no run starts that its method's finished runs say could not end by then. A signal (SIGINT, SIGTERM)
-    stops every process (each resumes from its last epoch checkpoint on the next call). Every sweep's summary is
-    written at the end. Returns the count of runs finished earlier, made here, failed and left."""
+    Each process is ``python -m tools.sweep --sweep S --runs NAME``: one run, with the run contract and resume of a
+    single run, its output in ``<checkpoints>/pool/<sweep>-<name>.log``. The plans are read again whenever a process
+    ends, so a grid that finishes adds its next rate, its variant and its seeds while the other runs go on. ``until``
+    (epoch seconds): no run starts that its method's finished runs say could not end by then. A signal (SIGINT,
+    SIGTERM) stops every process (each resumes from its last epoch checkpoint on the next call). Every sweep's summary
+    is written at the end. Returns the count of runs finished earlier, made here, failed and left."""
     import signal
     import subprocess
 
@@ -489,6 +489,9 @@ def run_pool(profile: Profile, sweeps: list[str], jobs: int, root: str | Path = 
             for sweep, name, method, variant in pending[:max(0, jobs - len(running))]:
                 need = expected_seconds(profile, sweep, method, root)
                 if until is not None and time.time() + need > until:
+                    if (sweep, name) not in left:
+                        print(f"[pool] {sweep}/{name}: not started: it may take {need / 60:.0f} min and would run past "
+                              "--until; the next call continues here", flush=True)
                     left.add((sweep, name))
                     continue
                 log = open(logs / f"{sweep}-{name}.log", "w")
@@ -716,7 +719,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"--jobs takes a count of processes of 1 or more, not {args.jobs}.")
         if args.jobs > 1:
             if args.runs or args.retrain or args.summarize:
-                raise ConfigError("--jobs runs whole sweeps: it does not combine with --runs, --retrain or --summarize.")
+                raise ConfigError("--jobs runs whole sweeps: it does not combine with --runs, --retrain or "
+                                  "--summarize.")
             counts = run_pool(profile, args.sweep, args.jobs, args.root, args.checkpoints, until=until)
             return 1 if counts["failed"] else 0
         for sweep in args.sweep:
