@@ -69,6 +69,28 @@ def test_a_run_that_keeps_improving_runs_its_whole_budget(setup, monkeypatch):
     assert len(history) == 1 + 3 * 2 and stats["epochs_run"] == 3 and not stats["stopped_early"]
 
 
+def test_a_plateau_is_no_improvement_and_each_check_is_recorded_where_it_was_made(setup, monkeypatch):
+    """An equal loss, or one lower by less than rounding (1e-6), does not reset the patience count, so a run on a
+    plateau stops ``patience`` checks after its best; each check's row carries the fractional epoch it was made at,
+    and the time spent in checks is recorded as the positive duration it is."""
+    import time
+
+    fake = scripted([5.0, 4.0, 4.0, 4.0 - 5e-7] + [4.0] * 30)
+
+    def slow_check(*args, **kwargs):
+        time.sleep(0.02)  # a check that takes measurable time
+        return fake()
+
+    monkeypatch.setattr(training, "evaluate_loss", slow_check)
+    config = TrainConfig(batch_size=4, epochs=6, patience=2, evals_per_epoch=2, precision="fp32")
+    history, stats = training.train(build_model(setup, "prompt_tuning"), setup.splits, setup.pad_id, config, lr=1e-3)
+    assert list(history["eval_loss"]) == [5.0, 4.0, 4.0, 4.0 - 5e-7]  # stopped two checks after the best (4.0)
+    assert stats["stopped_early"] and stats["best_eval_loss"] == 4.0
+    epochs = list(history["epoch"])
+    assert epochs[0] == 0 and 0 < epochs[1] < 1 and epochs == sorted(set(epochs))  # mid-epoch checks kept as such
+    assert stats["validation_s"] >= 0.02 * len(epochs) - 0.01
+
+
 # ---------------------------------------------------------------------------
 # The learning rate at every update: warm-up, then linear decay to zero
 # ---------------------------------------------------------------------------
