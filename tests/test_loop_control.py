@@ -91,6 +91,36 @@ def test_a_plateau_is_no_improvement_and_each_check_is_recorded_where_it_was_mad
     assert stats["validation_s"] >= 0.02 * len(epochs) - 0.01
 
 
+def test_each_epoch_takes_every_training_row_once_and_a_check_reports_the_mean_loss_since_the_last(setup,
+                                                                                                  monkeypatch):
+    """An epoch is one pass: every training row once, in batches of at most ``batch_size``; the training loss a check
+    records is the mean of the updates' losses since the previous check; a fresh run records that it resumed nothing
+    and a positive training time."""
+    seen, values = [], iter(range(1, 10_000))
+
+    def fake_step(self, indices):  # records the batch, takes a little time, returns a known loss (1, 2, 3, ...)
+        seen.append(list(indices))
+        __import__("time").sleep(0.01)
+        return float(next(values))
+
+    monkeypatch.setattr(training.Loop, "step", fake_step)
+    monkeypatch.setattr(training, "evaluate_loss", scripted([5.0 - 0.1 * i for i in range(40)]))
+    config = TrainConfig(batch_size=4, epochs=2, patience=5, evals_per_epoch=2, precision="fp32")
+    history, stats = training.train(build_model(setup, "prompt_tuning"), setup.splits, setup.pad_id, config, lr=1e-3)
+    n = len(setup.splits["train"])
+    per_epoch = math.ceil(n / config.batch_size)
+    assert len(seen) == 2 * per_epoch
+    for e in range(2):
+        batches = seen[e * per_epoch:(e + 1) * per_epoch]
+        assert all(0 < len(b) <= config.batch_size for b in batches)
+        assert sorted(i for b in batches for i in b) == list(range(n))  # each row once
+    points = sorted({round(per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)})
+    ends = [e * per_epoch + p for e in range(2) for p in points]
+    expected = [sum(range(a + 1, b + 1)) / (b - a) for a, b in zip([0] + ends, ends)]  # losses a+1 .. b
+    assert list(history["train_loss"])[1:] == pytest.approx(expected)
+    assert stats["resumed_after_epoch"] == 0 and stats["train_time_s"] > 0
+
+
 # ---------------------------------------------------------------------------
 # The learning rate at every update: warm-up, then linear decay to zero
 # ---------------------------------------------------------------------------
