@@ -352,8 +352,9 @@ def _section(kind: type, values: dict, name: str):
 def _smollm2_aclsum() -> Profile:
     # Each method at the learning rate its tuning grid chose by validation loss, with the grid's budget of 8 epochs
     # and early stopping (results/smollm2-aclsum/sweeps/tune/summary.json). The notebooks' run of a method at these
-    # settings takes the training of the tuned seed 0 (experiment.trained_twin): one computation. The peft reference's settings, against which
-    # parity was shown (results/smollm2-aclsum/parity/), are the dataclass defaults.
+    # settings takes the training of the tuned seed 0 (experiment.trained_twin): one computation. The peft
+    # reference's settings, against which parity was shown (results/smollm2-aclsum/parity/), are the dataclass
+    # defaults.
     return Profile(
         name="smollm2-aclsum", model="smollm2-135m", dataset="aclsum",
         n_train=100, n_val=50, n_test=100, max_doc_tokens=256, max_summary_tokens=96,

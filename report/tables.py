@@ -18,7 +18,10 @@ from peft_helpers.results import latest_finished, profile_dir, read_json, sweep_
 from .comparison import comparison, document_scores, history, test_predictions
 from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_tuning
 from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, source_documents, sweep_rows
-from .stats import common_machine, cost_runs, gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share, unsupported_words
+from .stats import (
+    common_machine, cost_runs, gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share,
+    unsupported_words,
+)
 from .words import (
     abstract,
     and_list,
@@ -152,9 +155,10 @@ def machines_note(groups: dict[str, list[dict]]) -> str:
     others = sorted({r["machine"] for m in elsewhere for r in groups[m] if r["machine"] != common})
     return (f"The trained runs come from {len({r.get('machine') for g in groups.values() for r in g})} kinds of "
             f"machine: {and_list(method_label(m) for m in elsewhere)} ran some or all of their seeds on "
-            f"{and_list(others)}, every other trained run on {common}. Train s and peak MiB are medians over each method's runs "
-            "on the latter" + (f"; ‡: {and_list(method_label(m) for m in other)} ran only on the former, whose times "
-                               "and peak compare with no other row" if other else "") + ".")
+            f"{and_list(others)}, every other trained run on {common}. Train s and peak MiB are medians over each "
+            "method's runs on the latter"
+            + (f"; ‡: {and_list(method_label(m) for m in other)} ran only on the former, whose times and peak compare "
+               "with no other row" if other else "") + ".")
 
 
 def run_words(profile_name: str, root="results") -> str | None:

@@ -23,6 +23,12 @@ def capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def article(number) -> str:
+    """"a" or "an" before a number read aloud: an 8, an 11, an 18, an 80; a 4."""
+    text = str(number)
+    return "an" if text.startswith("8") or text in ("11", "18") else "a"
+
+
 def and_list(items: list[str]) -> str:
     """"a", "a and b", "a, b and c"."""
     items = list(items)
@@ -737,8 +743,7 @@ def change_sentence(before: dict[str, list[dict]], groups: dict[str, list[dict]]
     if above:
         budgets = {m: (before[m][0].get("epochs_budget"), groups[m][0].get("epochs_budget")) for m in above}
         text += (" For " + and_list(method_label(m) for m in above) + " the tuned loss ends above the hand-set run's: "
-                 + "; ".join(f"{method_label(m)} trained under {'an' if str(new)[0] in '8' or str(new) in ('11', '18') else 'a'} "
-                               f"{new}-epoch schedule against {old}"
+                 + "; ".join(f"{method_label(m)} trained under {article(new)} {new}-epoch schedule against {old}"
                              for m, (old, new) in budgets.items() if old and new and old != new)
                  + " (the learning rate decays linearly to zero at the epoch cap, so the cap shapes the whole "
                    "schedule; the tuning protocol uses one cap for every method)." if any(
