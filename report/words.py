@@ -445,7 +445,7 @@ def devices_sentence(all_rows: list[dict]) -> str:
     mixed = sorted(m for m, where in machines.items() if len(where) > 1)
     tail = (f" A sweep continues on whichever machine runs it next, so for {and_list(method_label(m) for m in mixed)} the "
             f"spread across seeds also includes the machine." if mixed else "")
-    return f"The runs of this section ran on {text}.{tail}"
+    return f"The sweeps' runs (these grids, the seeds and the size sweeps of section 6) ran on {text}.{tail}"
 
 
 NO_YARDSTICK = 0.02  # where no seeds measured a method's noise: the tolerance the earlier sweeps used
