@@ -233,3 +233,20 @@ def test_times_and_peaks_come_from_one_kind_of_machine_and_the_others_are_marked
     text = cost_sentence(groups)
     assert text.index("LoRA 967 s") < text.index("prompt tuning 1,300 s") < text.index(
         "and on NVIDIA H200, the only machine it ran on, full fine-tuning 21 s")
+
+
+def test_the_machine_note_names_only_methods_whose_seeds_span_machines():
+    """"The spread across seeds also includes the machine" is true only of a method whose seeds ran on more than one
+    kind of machine, not of one that ran every seed on a machine other than most runs'."""
+    from report.words import devices_sentence
+
+    def rows(method, *devices):
+        return [{"run": f"{method}-s{i}", "device": d} for i, d in enumerate(devices)]
+
+    cpu, gpu = "AMD EPYC", "NVIDIA H200"
+    text = devices_sentence(rows("prompt_tuning", cpu, cpu, cpu) + rows("last_layer", cpu, cpu, cpu)
+                            + rows("lora", cpu, gpu, gpu) + rows("full_ft", gpu, gpu, gpu))
+    assert "AMD EPYC (7 runs) and NVIDIA H200 (5 runs)" in text
+    assert text.endswith("so for LoRA the spread across seeds also includes the machine.")
+    assert "full fine-tuning" not in text
+    assert "spread" not in devices_sentence(rows("lora", gpu, gpu, gpu) + rows("prompt_tuning", cpu, cpu, cpu, cpu))
