@@ -10,7 +10,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from peft_helpers.plots import COLORS
 
-from .stats import common_machine, cost_runs
+from .stats import common_machine, cost_runs, timed_elsewhere
 from .words import method_label
 
 FULL_FT_COLOR = "#9467bd"
@@ -131,7 +131,6 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
     machine's)."""
     fig, axes = plt.subplots(2, 3, figsize=(8.6, 4.0), sharey="row")
     common = common_machine(groups)
-    machines = {r.get("machine") for rows in groups.values() for r in rows}
     costs = (("trainable_params", "trained parameters (log)", True), ("train_time_s", "training time, s (log)", True),
              ("peak_memory_mib", "peak memory, MiB", False))
     for i, (key, label) in enumerate((("test_rouge1", "test ROUGE-1"), ("test_loss", "test loss"))):
@@ -144,11 +143,12 @@ def plot_cost(groups: dict[str, list[dict]], path: Path):
                     ax.axhline(mean, color=COLORS["zero_shot"], ls=":" if method == "zero_shot" else "--", lw=1,
                                label=method_label(method))
                     continue
+                if cost != "trainable_params" and timed_elsewhere(rows, common):
+                    continue  # a time or a peak of another kind of machine is not placed beside the others
                 measured = rows if cost == "trainable_params" else cost_runs(rows, common)
                 xs = [r[cost] for r in measured if r.get(cost)]
-                if not xs or (cost != "trainable_params" and len(machines) > 1
-                              and measured[0].get("machine") != common):
-                    continue  # a time or a peak of another kind of machine is not placed beside the others
+                if not xs:
+                    continue
                 x = sorted(xs)[len(xs) // 2]  # the median seed's cost (times and memory: on the common machine)
                 ax.errorbar(x, mean, yerr=[[mean - min(values)], [max(values) - mean]], fmt="D", ms=6, capsize=3,
                             color=method_color(method), markeredgecolor="black", label=method_label(method))

@@ -138,7 +138,13 @@ def common_machine(groups: dict[str, list[dict]]) -> str:
     return max(dict.fromkeys(machines), key=machines.count) if machines else ""
 
 
+def timed_elsewhere(rows: list[dict], common: str) -> bool:
+    """Whether none of a method's runs was made on the common machine, so that its times and peaks are another
+    machine's and compare with no other method's."""
+    return not any(r.get("machine") == common for r in rows)
+
+
 def cost_runs(rows: list[dict], common: str) -> list[dict]:
     """A method's runs whose training time and peak memory are reported: those made on the common machine where it
     has any (a time measured on a GPU is not comparable with one on a CPU), else all of its runs."""
-    return [r for r in rows if r.get("machine") == common] or rows
+    return rows if timed_elsewhere(rows, common) else [r for r in rows if r.get("machine") == common]

@@ -20,7 +20,7 @@ from .figures import plot_budget, plot_cost, plot_fit, plot_forest, plot_tuning
 from .inputs import planned_runs, prompt_length_pair, run_spread, seed_groups, source_documents, sweep_rows
 from .stats import (
     common_machine, cost_runs, gain_share, mean_sd, output_stats, pairwise, smallest_within, unsupported_share,
-    unsupported_words,
+    unsupported_words, timed_elsewhere,
 )
 from .words import (
     abstract,
@@ -151,7 +151,7 @@ def machines_note(groups: dict[str, list[dict]]) -> str:
     elsewhere = [m for m, rows in groups.items() if any(r.get("machine") != common for r in rows)]
     if not elsewhere:
         return ""
-    other = [m for m, rows in groups.items() if not any(r.get("machine") == common for r in rows)]
+    other = [m for m, rows in groups.items() if timed_elsewhere(rows, common)]
     others = sorted({r["machine"] for m in elsewhere for r in groups[m] if r["machine"] != common})
     return (f"The trained runs come from {len({r.get('machine') for g in groups.values() for r in g})} kinds of "
             f"machine: {and_list(method_label(m) for m in elsewhere)} ran some or all of their seeds on "
@@ -336,7 +336,7 @@ def main_table(groups: dict[str, list[dict]], tuned: dict[str, bool]) -> dict:
         if several:
             row["±95% docs"] = f"{sum((r['test_rouge1_high'] - r['test_rouge1_low']) / 2 for r in g) / len(g):.3f}"
         measured = cost_runs(g, common)
-        mark = "" if any(r.get("machine") == common for r in g) else " ‡"
+        mark = " ‡" if timed_elsewhere(g, common) else ""
         time = median([r.get("train_time_s") for r in measured])
         peak = median([r.get("peak_memory_mib") for r in measured])
         row["train s"] = "-" if not time else f"{time:,.0f}{mark}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from peft_helpers.evaluation import verdict
 from peft_helpers.plots import LABELS
 
-from .stats import common_machine, cost_runs, mean_sd, smallest_within
+from .stats import common_machine, cost_runs, mean_sd, smallest_within, timed_elsewhere
 
 FULL_FT_LABEL = "full fine-tuning"
 
@@ -626,8 +626,8 @@ def cost_sentence(groups: dict[str, list[dict]]) -> str:
                 + (f", {peak:,.0f} MiB" if peak else ""))
 
     order = sorted(measured.items(), key=lambda item: med(item[1], "train_time_s") or 0)
-    here = [figures(m, g) for m, g in order if g[0].get("machine") == common]
-    away = [(m, g) for m, g in order if g[0].get("machine") != common]
+    here = [figures(m, g) for m, g in order if not timed_elsewhere(g, common)]
+    away = [(m, g) for m, g in order if timed_elsewhere(g, common)]
     several = len({r.get("machine") for g in groups.values() for r in g}) > 1
     text = ("Training time and peak memory, medians over seeds" + (f" on one machine, {common}: " if several else ": ")
             + "; ".join(here)

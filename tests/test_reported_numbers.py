@@ -220,8 +220,7 @@ def test_times_and_peaks_come_from_one_kind_of_machine_and_the_others_are_marked
 
     assert machines_note({"lora": [run(cpu, 900, 3900)], "prompt_tuning": [run(cpu, 1300, 2300)] * 2}) == ""
     groups = {"prompt_tuning": [run(cpu, 1300, 2300)] * 3, "last_layer": [run(cpu, 400, 2357)] * 3,
-              "lora": [run(cpu, 967, 3901), run(gpu, 22, 5800),
-                                                                      run(gpu, 23, 5900)],
+              "lora": [run(cpu, 967, 3901), run(gpu, 22, 5800), run(gpu, 23, 5900)],
               "full_ft": [run(gpu, 21, 6064)] * 3}
     note = machines_note(groups)
     assert "LoRA and full fine-tuning ran some or all of their seeds on NVIDIA H200" in note
